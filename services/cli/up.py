@@ -1,0 +1,197 @@
+"""``slipstream up``: embedded NATS, the demo origin and the four services on one machine.
+
+Order: settings and ports are checked before anything starts (one error lists every problem);
+NATS comes up (embedded unless ``SLIPSTREAM_NATS_URL`` is set), then the demo origin (it writes
+the demo calendar), then the services. The runtime file in the data folder tells every other
+``slipstream`` command where things are. SIGINT/SIGTERM stop everything, in reverse order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+import httpx
+
+from services.cli.supervisor import Child, Supervisor, python_module
+from shared.http import StartupError, bind
+from shared.natsserver import EmbeddedNats, NatsServerError
+from shared.runtime import (
+    AlreadyRunningError,
+    DataDirLock,
+    RuntimeInfo,
+    clear_runtime,
+    ensure_data_dir,
+    write_runtime,
+)
+from shared.settings import Settings
+
+SERVICES: Final = ("scheduler", "extractor", "relay", "gateway")
+READY_TIMEOUT: Final = 90.0
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _endpoints(settings: Settings) -> dict[str, tuple[str, int]]:
+    points = {
+        "gateway": (settings.gateway.host, settings.gateway.port),
+        "relay": (settings.relay.host, settings.relay.port),
+        "scheduler": (settings.scheduler.host, settings.scheduler.port),
+        "extractor": (settings.extractor.host, settings.extractor.port),
+    }
+    if settings.demo.enabled:
+        points["demo"] = (settings.demo.host, settings.demo.port)
+    return points
+
+
+def check_ports(settings: Settings) -> None:
+    """Fail with every port conflict at once, before anything starts."""
+    problems = []
+    seen: dict[tuple[str, int], str] = {}
+    for name, (host, port) in _endpoints(settings).items():
+        if (host, port) in seen:
+            problems.append(f"{name}.port: {host}:{port} is also {seen[(host, port)]}.port")
+            continue
+        seen[(host, port)] = name
+        try:
+            bind(host, port, f"{name}.port").close()
+        except StartupError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise StartupError("cannot start:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _child_env(settings: Settings, nats_url: str, data_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SLIPSTREAM_NATS_URL"] = nats_url
+    env["SLIPSTREAM_DATA_DIR"] = str(data_dir)
+    env["SLIPSTREAM_CHILD"] = "1"
+    if settings.demo.enabled and not settings.scheduler.calendar:
+        env["SLIPSTREAM_SCHEDULER_CALENDAR"] = str(data_dir / "demo" / "calendar.toml")
+    env.setdefault("SLIPSTREAM_LOG_FORMAT", "json")
+    return env
+
+
+def _wait_ready(sup: Supervisor, urls: dict[str, str], stopping: list[bool]) -> bool:
+    pending = dict(urls)
+    deadline = time.monotonic() + READY_TIMEOUT
+    with httpx.Client(timeout=1.0) as client:
+        while pending and time.monotonic() < deadline and not stopping:
+            sup.poll()
+            for name, url in list(pending.items()):
+                try:
+                    if client.get(url).status_code == 200:
+                        _say(f"  {name:<10} ready")
+                        del pending[name]
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+    if pending and not stopping:
+        _say(f"not ready after {READY_TIMEOUT:.0f} s: {', '.join(pending)} (see their logs in "
+             f"{next(iter(sup.children)).log_path.parent})")
+    return not pending
+
+
+class _Up:
+    """One run of ``slipstream up``: what it started, so that it can stop exactly that."""
+
+    def __init__(self, settings: Settings, config: str | None, data_dir: Path) -> None:
+        self.settings = settings
+        self.config = config
+        self.data_dir = data_dir
+        self.stopping: list[bool] = []
+        self.nats: EmbeddedNats | None = None
+        self.sup = Supervisor(_say)
+        self.logs = data_dir / "logs"
+
+    def on_signal(self, signum: int, _: FrameType | None) -> None:
+        if not self.stopping:
+            _say(f"\n{signal.Signals(signum).name}: stopping Slipstream")
+        self.stopping.append(True)
+
+    def start_nats(self) -> str:
+        if self.settings.nats.servers:
+            url = ",".join(self.settings.nats.servers)
+            _say(f"  nats       {url} (external)")
+            return url
+        self.nats = EmbeddedNats(self.data_dir / "nats")
+        url = self.nats.start()
+        _say(f"  nats       {url} (embedded, store {self.nats.folder / 'store'})")
+        return url
+
+    def start(self) -> bool:
+        """Start everything; ``False`` if start-up was interrupted or failed to get ready."""
+        settings = self.settings
+        check_ports(settings)
+        _say(f"Slipstream: data folder {self.data_dir}")
+        nats_url = self.start_nats()
+        env = _child_env(settings, nats_url, self.data_dir)
+        if self.config:
+            env["SLIPSTREAM_CONFIG"] = str(Path(self.config).resolve())
+        health = {name: f"http://{h}:{p}/{'healthz' if name == 'demo' else 'readyz'}"
+                  for name, (h, p) in _endpoints(settings).items()}
+        if settings.demo.enabled:
+            self.sup.add(Child("demo", python_module("services.demo"), env, self.logs / "demo.log"))
+            if not _wait_ready(self.sup, {"demo": health["demo"]}, self.stopping):
+                if self.stopping:
+                    return False
+                raise StartupError(f"the demo origin did not start; see {self.logs / 'demo.log'}")
+        for name in SERVICES:
+            self.sup.add(Child(name, python_module(f"services.{name}"), env,
+                               self.logs / f"{name}.log"))
+        write_runtime(self.data_dir, RuntimeInfo(
+            pid=os.getpid(), started_at=datetime.now(UTC), nats_url=nats_url,
+            gateway_url=settings.gateway_url, relay_url=settings.relay_public_url,
+            demo_url=f"http://{settings.demo.host}:{settings.demo.port}" if settings.demo.enabled
+            else None))
+        if _wait_ready(self.sup, {n: health[n] for n in SERVICES}, self.stopping):
+            _say(f"\nSlipstream is ready: open {settings.gateway_url}\n"
+                 f"  logs in {self.logs}; Ctrl-C stops everything")
+        return not self.stopping
+
+    def supervise(self) -> None:
+        while not self.stopping:
+            self.sup.poll()
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        self.sup.stop()
+        if self.nats is not None:
+            self.nats.stop()
+        clear_runtime(self.data_dir)
+
+
+def up(settings: Settings, config: str | None) -> int:
+    """Run everything until a signal; return the exit status."""
+    data_dir = ensure_data_dir(settings)
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunningError as exc:
+        _say(f"slipstream up: {exc}")
+        return 1
+    run = _Up(settings, config, data_dir)
+    old = {s: signal.signal(s, run.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
+    try:
+        run.start()
+        run.supervise()
+    except (StartupError, NatsServerError) as exc:
+        _say(f"slipstream up: {exc}")
+        status = 1
+    finally:
+        run.stop()
+        lock.release()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if run.stopping:
+        _say("Slipstream stopped.")
+    return status

@@ -1,0 +1,54 @@
+"""Serving ASGI apps: bind the socket ourselves (clear "port in use" errors) and let the caller
+own shutdown (uvicorn's own signal capture is switched off; the service runner handles signals).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+
+class StartupError(RuntimeError):
+    """A service cannot start for a reason the operator must fix (printed without traceback)."""
+
+
+def bind(host: str, port: int, setting: str) -> socket.socket:
+    """Bind a listening TCP socket, or raise :class:`StartupError` naming the setting to change."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"{setting}: {host}:{port} is already in use; free it or set "
+                               f"another port") from exc
+        raise StartupError(f"{setting}: cannot listen on {host}:{port} ({exc.strerror})") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Server(uvicorn.Server):
+    """uvicorn without its signal handlers: set ``should_exit`` to stop it gracefully."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def server(app: Any, *, log_level: str = "info", graceful: int = 10) -> Server:
+    """A uvicorn server for ``app`` that finishes in-flight requests for up to ``graceful`` s."""
+    config = uvicorn.Config(app, log_config=None, log_level=log_level, lifespan="on",
+                            timeout_graceful_shutdown=int(graceful), proxy_headers=False,
+                            server_header=False, ws_max_size=64 * 1024)
+    # uvicorn sets its loggers' levels from log_level; per-request access lines only when debugging.
+    logging.getLogger("uvicorn.access").setLevel("DEBUG" if log_level == "debug" else "WARNING")
+    return Server(config)

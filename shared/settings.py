@@ -1,0 +1,309 @@
+"""Typed settings for every service, from ``SLIPSTREAM_*`` variables and an optional TOML file.
+
+One root :class:`Settings` with a section per service; each service's app factory receives its
+section plus the common parts. Precedence: defaults < TOML file < environment. Every bad value
+and every unknown key is collected, so one :class:`SettingsError` lists all of them at once.
+
+Environment names are ``SLIPSTREAM_<FIELD>`` for top-level fields (``SLIPSTREAM_DATA_DIR``) and
+``SLIPSTREAM_<SECTION>_<FIELD>`` for the rest (``SLIPSTREAM_RELAY_PORT``). ``NATS_URL`` is read as
+a fallback for ``SLIPSTREAM_NATS_URL``. Lists are JSON (``["a", "b"]``) or comma-separated.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+import platformdirs
+
+ENV_PREFIX: Final = "SLIPSTREAM_"
+#: Variables with our prefix that are not settings (read by the CLI and the tests).
+_NOT_SETTINGS: Final = frozenset({"SLIPSTREAM_CONFIG", "SLIPSTREAM_TEST_NATS_URL",
+                                  "SLIPSTREAM_TEST_REDIS_URL", "SLIPSTREAM_CHILD"})
+_SECRET_WORDS: Final = ("password", "secret", "token", "key")
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535, description="a TCP port from 1 to 65535")]
+Host = Annotated[str, msgspec.Meta(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_-]+$",
+                                   description="a host name or IP address")]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400, description="seconds, more than 0")]
+NatsUrl = Annotated[str, msgspec.Meta(
+    pattern=r"^(nats|tls|ws|wss)://[^\s/,]+/?(,\s*(nats|tls|ws|wss)://[^\s/,]+/?)*$",
+    description="a NATS URL such as nats://127.0.0.1:4222 (several separated by commas)")]
+RedisUrl = Annotated[str, msgspec.Meta(
+    pattern=r"^(redis|rediss|unix)://\S+$",
+    description="a Redis URL such as redis://127.0.0.1:6379/0")]
+PublicUrl = Annotated[str, msgspec.Meta(
+    pattern=r"^https?://[^\s/]+(/\S*)?$",
+    description="an http(s) URL such as http://127.0.0.1:8081")]
+
+
+class NatsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where NATS is; without ``url`` the embedded server of ``slipstream up`` is used."""
+
+    url: NatsUrl | None = None
+    #: JetStream replicas for streams and buckets (3 on a 3-node cluster).
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5, description="1 to 5")] = 1
+    connect_timeout: Seconds = 5.0
+    #: Seconds between reconnect attempts; attempts never stop.
+    reconnect_wait: Seconds = 1.0
+
+    @property
+    def servers(self) -> list[str]:
+        """The configured server URLs, in order."""
+        return [u.strip() for u in (self.url or "").split(",") if u.strip()]
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Optional Redis for caches shared by replicas; without ``url`` caches are in memory."""
+
+    url: RedisUrl | None = None
+    #: Every Redis call gives up after this long, so a dead Redis never hangs a request.
+    timeout: Seconds = 0.5
+
+
+class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The scheduler: calendar source and its health port."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 8082
+    #: A calendar file (offline use, the demo); without it FastF1 is the source.
+    calendar: str | None = None
+
+
+class ExtractorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The extractor: its health port."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 8083
+
+
+class RelaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The relay: where it listens and the address viewers reach it at."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 8081
+    #: Base URL viewers use for the relay; derived from host and port when not set.
+    public_url: PublicUrl | None = None
+
+
+class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The gateway: web UI, REST API and WebSocket feed."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 8080
+    #: Origins allowed to open the WebSocket feed; the gateway's own origin is always allowed.
+    allowed_origins: list[PublicUrl] = msgspec.field(default_factory=list)
+
+
+class DemoSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The built-in demo origin: a live HLS stream and source pages, all on loopback."""
+
+    enabled: bool = True
+    host: Host = "127.0.0.1"
+    port: Port = 8090
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every setting of Slipstream."""
+
+    #: Where the embedded NATS store, caches and the runtime file live.
+    data_dir: str = msgspec.field(default_factory=lambda: platformdirs.user_data_dir("slipstream"))
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    extractor: ExtractorSettings = msgspec.field(default_factory=ExtractorSettings)
+    relay: RelaySettings = msgspec.field(default_factory=RelaySettings)
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def relay_public_url(self) -> str:
+        if self.relay.public_url:
+            return self.relay.public_url.rstrip("/")
+        return f"http://{_url_host(self.relay.host)}:{self.relay.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{_url_host(self.gateway.host)}:{self.gateway.port}"
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+class SettingsError(Exception):
+    """Settings were invalid; ``problems`` lists every one of them, readable as they are."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = problems
+        where = f" ({source})" if source else ""
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid settings{where}:\n{lines}")
+
+
+_SECTIONS: Final[dict[str, type[msgspec.Struct]]] = {
+    f.name: f.type
+    for f in msgspec.structs.fields(Settings)
+    if isinstance(f.type, type) and issubclass(f.type, msgspec.Struct)
+}
+
+
+def _redact(name: str, value: object) -> str:
+    if any(word in name for word in _SECRET_WORDS):
+        return "'***'"
+    if isinstance(value, str) and "@" in value and "://" in value:
+        parts = urlsplit(value)
+        if parts.password or parts.username:
+            netloc = parts.netloc.rsplit("@", 1)[1]
+            return repr(parts._replace(netloc=f"***@{netloc}").geturl())
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _describe(tp: Any) -> str:
+    for arg in typing.get_args(tp):
+        desc = getattr(arg, "description", None)
+        if desc:
+            return str(desc)
+        inner = _describe(arg)
+        if inner:
+            return inner
+    return ""
+
+
+def _env_value(raw: str, tp: Any) -> Any:
+    """Turn an environment string into what the field's type expects."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _env_value(raw, typing.get_args(tp)[0])
+    if origin is list:
+        stripped = raw.strip()
+        if stripped.startswith("["):
+            return msgspec.json.decode(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    if tp is bool or (origin is typing.Union and bool in typing.get_args(tp)):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    if raw == "" and origin in (typing.Union, types.UnionType):
+        return None
+    return raw
+
+
+def _convert_fields(cls: type[msgspec.Struct], raw: Mapping[str, Any], where: str,
+                    problems: list[str]) -> dict[str, Any]:
+    fields = {f.name: f for f in msgspec.structs.fields(cls)}
+    good: dict[str, Any] = {}
+    for name, value in raw.items():
+        label = f"{where}{name}"
+        field = fields.get(name)
+        if field is None:
+            known = ", ".join(sorted(fields))
+            problems.append(f"{label}: unknown setting (known here: {known})")
+            continue
+        if name in _SECTIONS and cls is Settings:
+            if not isinstance(value, Mapping):
+                problems.append(f"{label}: must be a table of settings, got {_redact(name, value)}")
+                continue
+            section = _convert_fields(_SECTIONS[name], value, f"{label}.", problems)
+            good[name] = section
+            continue
+        try:
+            good[name] = msgspec.convert(value, type=field.type, strict=False)
+        except msgspec.ValidationError as exc:
+            expected = _describe(field.type)
+            hint = f"must be {expected}" if expected else str(exc)
+            problems.append(f"{label} = {_redact(name, value)}: {hint}")
+    return good
+
+
+def _from_env(env: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    top_fields = {f.name: f for f in msgspec.structs.fields(Settings)}
+    out: dict[str, Any] = {}
+    items = dict(env)
+    if "NATS_URL" in items and "SLIPSTREAM_NATS_URL" not in items:
+        items["SLIPSTREAM_NATS_URL"] = items["NATS_URL"]
+    for var, raw in sorted(items.items()):
+        if not var.startswith(ENV_PREFIX) or var in _NOT_SETTINGS:
+            continue
+        name = var[len(ENV_PREFIX):].lower()
+        section, _, field_name = name.partition("_")
+        if section in _SECTIONS and field_name:
+            fields = {f.name: f for f in msgspec.structs.fields(_SECTIONS[section])}
+            if field_name not in fields:
+                problems.append(f"{var}: unknown setting (known for {section}: "
+                                f"{', '.join(sorted(fields))})")
+                continue
+            try:
+                value = _env_value(raw, fields[field_name].type)
+            except msgspec.DecodeError as exc:
+                problems.append(f"{var}: not valid JSON ({exc})")
+                continue
+            out.setdefault(section, {})[field_name] = value
+        elif name in top_fields and name not in _SECTIONS:
+            out[name] = _env_value(raw, top_fields[name].type)
+        else:
+            problems.append(f"{var}: unknown setting")
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(config: str | Path | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from defaults, the TOML file (``config`` or ``SLIPSTREAM_CONFIG``) and env.
+
+    Raises :class:`SettingsError` listing every problem found.
+    """
+    env = os.environ if env is None else env
+    path = config if config is not None else env.get("SLIPSTREAM_CONFIG") or None
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    source = ""
+    if path is not None:
+        source = str(path)
+        try:
+            raw = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            problems.append(f"config file {path}: not found")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"config file {path}: cannot be read ({exc})")
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"config file {path}: not valid TOML ({exc})")
+    raw = _merge(raw, _from_env(env, problems))
+    converted = _convert_fields(Settings, raw, "", problems)
+    if problems:
+        raise SettingsError(problems, source)
+    sections = {
+        name: value if not isinstance(value, dict) else _SECTIONS[name](**value)
+        for name, value in converted.items()
+    }
+    try:
+        return Settings(**typing.cast(dict[str, Any], sections))
+    except (TypeError, ValueError) as exc:  # cross-field checks in __post_init__
+        raise SettingsError([str(exc)], source) from exc

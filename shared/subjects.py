@@ -1,0 +1,84 @@
+"""Subject names, key builders and token rules: the only place a subject string is spelled.
+
+Subjects and KV keys are dot-separated tokens (``2026.monaco.race``) so that watchers and
+consumers can filter with NATS wildcards (``*`` one token, ``>`` the rest).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Final
+
+SESSIONS_PREFIX: Final = "sessions"
+DEADLETTER_PREFIX: Final = "deadletter"
+
+#: Every subject that the ``SESSIONS`` stream stores.
+SESSIONS_ALL: Final = f"{SESSIONS_PREFIX}.>"
+#: Every subject that the ``DEADLETTER`` stream stores.
+DEADLETTER_ALL: Final = f"{DEADLETTER_PREFIX}.>"
+
+_TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class InvalidTokenError(ValueError):
+    """A value cannot be used as one token of a subject or KV key."""
+
+
+def slug(text: str) -> str:
+    """Turn a human name (``São Paulo``, ``Emilia Romagna``) into a subject token (``sao-paulo``)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    token = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if not token:
+        raise InvalidTokenError(f"{text!r} has no letters or digits to make a token from")
+    return token[:64].rstrip("-")
+
+
+def check_token(token: str) -> str:
+    """Return ``token`` if it is a valid subject token, else raise :class:`InvalidTokenError`."""
+    if not _TOKEN.match(token):
+        raise InvalidTokenError(
+            f"{token!r} is not a valid token: lower-case letters, digits, '-' and '_', "
+            "at most 64 characters, starting with a letter or digit"
+        )
+    return token
+
+
+def session_key(season: int, event: str, kind: str) -> str:
+    """The key of one session, e.g. ``2026.monaco.race``; it prefixes its subjects and KV keys."""
+    if not 1950 <= season <= 2999:
+        raise InvalidTokenError(f"season {season} is out of range")
+    return f"{season}.{check_token(event)}.{check_token(kind)}"
+
+
+def check_session_key(key: str) -> str:
+    """Validate a session key of the form ``season.event.kind``."""
+    parts = key.split(".")
+    if len(parts) != 3 or not parts[0].isdigit():
+        raise InvalidTokenError(f"{key!r} is not a session key like '2026.monaco.race'")
+    return session_key(int(parts[0]), parts[1], parts[2])
+
+
+def session_event(session: str, phase: str) -> str:
+    """Subject of one life-cycle event: ``sessions.2026.monaco.race.live``."""
+    return f"{SESSIONS_PREFIX}.{check_session_key(session)}.{check_token(phase)}"
+
+
+def session_events(session: str = "*.*.*", phase: str = "*") -> str:
+    """Filter subject for session events; defaults match every session and phase."""
+    return f"{SESSIONS_PREFIX}.{session}.{phase}"
+
+
+def stream_key(session: str, stream_id: str) -> str:
+    """KV key of one resolved stream in the ``streams`` bucket: ``2026.monaco.race.demo-plain``."""
+    return f"{check_session_key(session)}.{check_token(stream_id)}"
+
+
+def stream_keys(session: str | None = None) -> str:
+    """KV watch filter for every stream of one session, or of all sessions."""
+    return f"{check_session_key(session)}.*" if session else ">"
+
+
+def deadletter(consumer: str, session: str) -> str:
+    """Subject of a job that failed for good: ``deadletter.extractor.2026.monaco.race``."""
+    return f"{DEADLETTER_PREFIX}.{check_token(consumer)}.{check_session_key(session)}"

@@ -1,0 +1,188 @@
+"""The JetStream topology, declared once and applied idempotently by every service at start.
+
+Streams: ``SESSIONS`` (session life cycle), ``DEADLETTER`` (jobs that failed for good).
+KV buckets: ``streams`` (resolved stream records), ``sessions`` (current phase of each session).
+Durable consumers: ``extractor`` on ``SESSIONS``.
+
+Applying is "create, or update when the declared config differs": a service started against an
+older deployment brings the topology to this declaration instead of failing or drifting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+
+from shared import subjects
+from shared.codec import MAX_PAYLOAD_BYTES
+
+SESSIONS_STREAM: Final = "SESSIONS"
+DEADLETTER_STREAM: Final = "DEADLETTER"
+STREAMS_BUCKET: Final = "streams"
+SESSIONS_BUCKET: Final = "sessions"
+EXTRACTOR_CONSUMER: Final = "extractor"
+
+DAY: Final = 24 * 3600.0
+#: Dedup window for publishes: a scheduler restarted within it cannot double-publish even
+#: before it has read its KV state back.
+DUPLICATE_WINDOW: Final = 3600.0
+
+# JetStream API error codes we act on.
+_STREAM_NAME_IN_USE: Final = 10058
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A KV bucket and the limits of its backing stream."""
+
+    name: str
+    description: str
+    history: int
+    max_value_size: int = MAX_PAYLOAD_BYTES
+
+    @property
+    def stream_name(self) -> str:
+        return f"KV_{self.name}"
+
+    def stream_config(self, replicas: int) -> StreamConfig:
+        # Mirrors what nats-py's create_key_value builds, so either can open the bucket.
+        return StreamConfig(
+            name=self.stream_name,
+            description=self.description,
+            subjects=[f"$KV.{self.name}.>"],
+            allow_direct=True,
+            allow_rollup_hdrs=True,
+            allow_msg_ttl=True,
+            deny_delete=True,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=120.0,
+            max_consumers=-1,
+            max_msg_size=self.max_value_size,
+            max_msgs=-1,
+            max_msgs_per_subject=self.history,
+            num_replicas=replicas,
+            storage=StorageType.FILE,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A durable pull consumer that replicas of one service share."""
+
+    stream: str
+    config: ConsumerConfig
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    """The message streams of the topology."""
+    return [
+        StreamConfig(
+            name=SESSIONS_STREAM,
+            description="Session life-cycle events published by the scheduler",
+            subjects=[subjects.SESSIONS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            max_age=400 * DAY,
+            max_msg_size=MAX_PAYLOAD_BYTES,
+            duplicate_window=DUPLICATE_WINDOW,
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
+            name=DEADLETTER_STREAM,
+            description="Jobs that failed for good, with the reason",
+            subjects=[subjects.DEADLETTER_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            max_age=30 * DAY,
+            max_msg_size=2 * MAX_PAYLOAD_BYTES,
+            duplicate_window=DUPLICATE_WINDOW,
+            discard=DiscardPolicy.OLD,
+        ),
+    ]
+
+
+BUCKETS: Final = (
+    Bucket(STREAMS_BUCKET, "Resolved streams, keyed <season>.<event>.<kind>.<stream-id>", history=16),
+    Bucket(SESSIONS_BUCKET, "Current phase of every session, keyed <season>.<event>.<kind>",
+           history=8),
+)
+
+CONSUMERS: Final = (
+    Consumer(
+        SESSIONS_STREAM,
+        ConsumerConfig(
+            durable_name=EXTRACTOR_CONSUMER,
+            description="Extraction jobs, shared by every extractor replica",
+            filter_subject=subjects.SESSIONS_ALL,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=120.0,
+            max_deliver=6,
+            backoff=[5.0, 15.0, 45.0, 120.0, 300.0],
+            max_ack_pending=64,
+        ),
+    ),
+)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != _STREAM_NAME_IN_USE:
+            raise
+        await js.update_stream(config)
+
+
+async def apply(js: JetStreamContext, *, replicas: int = 1) -> None:
+    """Create or update every stream, bucket and durable consumer of the topology."""
+    for config in stream_configs(replicas):
+        await _ensure_stream(js, config)
+    for bucket in BUCKETS:
+        await _ensure_stream(js, bucket.stream_config(replicas))
+    for consumer in CONSUMERS:
+        # The server treats a create with a changed, editable config as an update.
+        await js.add_consumer(consumer.stream, consumer.config)
+
+
+async def missing(js: JetStreamContext) -> list[str]:
+    """Names of topology parts that do not exist (empty when the topology is in place)."""
+    absent: list[str] = []
+    names = [c.name or "" for c in stream_configs()] + [b.stream_name for b in BUCKETS]
+    for name in names:
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            absent.append(name)
+    for consumer in CONSUMERS:
+        durable = consumer.config.durable_name or ""
+        try:
+            await js.consumer_info(consumer.stream, durable)
+        except NotFoundError:
+            absent.append(f"{consumer.stream}/{durable}")
+    return absent
+
+
+async def streams_kv(js: JetStreamContext) -> KeyValue:
+    """Open the ``streams`` bucket (it must have been applied)."""
+    return await js.key_value(STREAMS_BUCKET)
+
+
+async def sessions_kv(js: JetStreamContext) -> KeyValue:
+    """Open the ``sessions`` bucket (it must have been applied)."""
+    return await js.key_value(SESSIONS_BUCKET)
