@@ -131,9 +131,11 @@ CONSUMERS: Final = (
             filter_subject=subjects.SESSIONS_ALL,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=120.0,
+            # With a backoff the server takes ack_wait from its first step, so they agree here.
+            # Jobs that run longer send in-progress acks (extraction can take tens of seconds).
+            ack_wait=30.0,
             max_deliver=6,
-            backoff=[5.0, 15.0, 45.0, 120.0, 300.0],
+            backoff=[30.0, 60.0, 120.0, 300.0, 600.0],
             max_ack_pending=64,
         ),
     ),

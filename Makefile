@@ -1,0 +1,11 @@
+# The two commands of the README's quick start. Both install what is missing first.
+.PHONY: up test install
+
+install:
+	@./scripts/bootstrap
+
+up: install
+	.venv/bin/slipstream up
+
+test: install
+	./scripts/test

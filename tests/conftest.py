@@ -1,0 +1,143 @@
+"""Fixtures that start real things: nats-server with JetStream, redis-server, HTTP origins.
+
+Nothing here uses the NATS or Redis that may already run on the machine (a fresh machine has
+neither): each is started on a free loopback port with a temporary store, or taken from
+``SLIPSTREAM_TEST_NATS_URL`` / ``SLIPSTREAM_TEST_REDIS_URL`` when explicitly given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import pytest
+from litestar import Litestar
+from nats.aio.client import Client
+
+from shared import topology
+from shared.http import server as http_server
+from shared.natsserver import EmbeddedNats
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A fresh nats-server with JetStream on a free loopback port, its store in tmp_path."""
+    server = EmbeddedNats(tmp_path / "nats", name="slipstream-test")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_url(request: pytest.FixtureRequest) -> str:
+    """URL of a NATS for this test: SLIPSTREAM_TEST_NATS_URL, or a fresh embedded server."""
+    given = os.environ.get("SLIPSTREAM_TEST_NATS_URL")
+    if given:
+        return given
+    server: EmbeddedNats = request.getfixturevalue("nats_server")
+    return server.url
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    """A connected nats-py client with the topology applied."""
+    client = await nats.connect(nats_url, name="slipstream-test")
+    await topology.apply(client.jetstream())
+    try:
+        yield client
+    finally:
+        await client.drain()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free port (or SLIPSTREAM_TEST_REDIS_URL)."""
+    given = os.environ.get("SLIPSTREAM_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run `make test`, which installs it")
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.02)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.current += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock at a fixed instant (2026-05-24 13:00:00 UTC)."""
+    return FakeClock(datetime(2026, 5, 24, 13, 0, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Litestar], str]]:
+    """Serve Litestar apps on free loopback ports in a background thread; returns base URLs."""
+    import threading
+
+    started: list[tuple[object, threading.Thread]] = []
+
+    def _serve(app: Litestar) -> str:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        port = sock.getsockname()[1]
+        srv = http_server(app, log_level="warning")
+        thread = threading.Thread(target=lambda: asyncio.run(srv.serve([sock])), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not srv.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started.append((srv, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield _serve
+    for srv, thread in started:
+        srv.should_exit = True  # type: ignore[attr-defined]
+        thread.join(10)

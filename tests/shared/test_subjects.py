@@ -1,0 +1,51 @@
+"""Subject and key builders."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared import subjects
+from shared.subjects import InvalidTokenError
+
+
+def test_slug_makes_tokens_from_human_names() -> None:
+    """Accents, spaces and punctuation become a lower-case dashed token."""
+    assert subjects.slug("São Paulo Grand Prix") == "sao-paulo-grand-prix"
+    assert subjects.slug("Emilia-Romagna  GP!") == "emilia-romagna-gp"
+
+
+@given(st.text(max_size=200))
+def test_slug_is_always_a_valid_token_or_refused(text: str) -> None:
+    """Whatever the input, slug returns a valid token or raises InvalidTokenError."""
+    try:
+        token = subjects.slug(text)
+    except InvalidTokenError:
+        return
+    assert subjects.check_token(token) == token
+
+
+@pytest.mark.parametrize("bad", ["", "Monaco", "a.b", "a b", "*", ">", "-x", "x" * 65])
+def test_check_token_refuses_what_would_break_a_subject(bad: str) -> None:
+    """Wildcards, dots, spaces, capitals and over-long tokens are refused."""
+    with pytest.raises(InvalidTokenError):
+        subjects.check_token(bad)
+
+
+def test_session_subjects_and_keys_share_the_session_key() -> None:
+    """Event subjects and stream keys start from the same session key, so wildcards filter."""
+    key = subjects.session_key(2026, "monaco", "race")
+    assert key == "2026.monaco.race"
+    assert subjects.session_event(key, "live") == "sessions.2026.monaco.race.live"
+    assert subjects.stream_key(key, "demo-plain") == "2026.monaco.race.demo-plain"
+    assert subjects.stream_keys(key) == "2026.monaco.race.*"
+    assert subjects.stream_keys() == ">"
+    assert subjects.deadletter("extractor", key) == "deadletter.extractor.2026.monaco.race"
+
+
+@pytest.mark.parametrize("bad", ["2026.monaco", "monaco.2026.race", "2026.monaco.race.x", "26.a.b"])
+def test_malformed_session_keys_are_refused(bad: str) -> None:
+    """A session key is exactly season.event.kind."""
+    with pytest.raises(InvalidTokenError):
+        subjects.check_session_key(bad)
