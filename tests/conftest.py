@@ -12,9 +12,10 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
@@ -105,8 +106,6 @@ class FakeClock:
         return self.current
 
     def advance(self, seconds: float) -> None:
-        from datetime import timedelta
-
         self.current += timedelta(seconds=seconds)
 
 
@@ -119,7 +118,6 @@ def clock() -> FakeClock:
 @pytest.fixture
 def serve() -> Iterator[Callable[[Litestar], str]]:
     """Serve Litestar apps on free loopback ports in a background thread; returns base URLs."""
-    import threading
 
     started: list[tuple[object, threading.Thread]] = []
 

@@ -16,6 +16,7 @@ from typing import Final
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import Cookie, State
 from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.params import FromPath
 from litestar.response import File
 
 from services.demo import live, pages
@@ -98,21 +99,22 @@ def live_master(request: Request[object, object, State]) -> Response[str]:
 
 
 @get("/live/{rendition:str}/{name:str}", sync_to_thread=False)
-def live_file(request: Request[object, object, State], rendition: str, name: str) -> Response[str] | File:
+def live_file(request: Request[object, object, State], rendition: FromPath[str],
+              name: FromPath[str]) -> Response[str] | File:
     return _file(_origin(request), rendition, name)
 
 
 # Token-gated stream (page b).
 @get("/t/{token:str}/master.m3u8", sync_to_thread=False)
-def token_master(request: Request[object, object, State], token: str) -> Response[str]:
+def token_master(request: Request[object, object, State], token: FromPath[str]) -> Response[str]:
     origin = _origin(request)
     origin.check_token(token)
     return _master(origin)
 
 
 @get("/t/{token:str}/{rendition:str}/{name:str}", sync_to_thread=False)
-def token_file(request: Request[object, object, State], token: str, rendition: str,
-               name: str) -> Response[str] | File:
+def token_file(request: Request[object, object, State], token: FromPath[str], rendition: FromPath[str],
+               name: FromPath[str]) -> Response[str] | File:
     origin = _origin(request)
     origin.check_token(token)
     return _file(origin, rendition, name)
@@ -127,8 +129,8 @@ def secure_master(request: Request[object, object, State]) -> Response[str]:
 
 
 @get("/secure/{rendition:str}/{name:str}", sync_to_thread=False)
-def secure_file(request: Request[object, object, State], rendition: str,
-                name: str) -> Response[str] | File:
+def secure_file(request: Request[object, object, State], rendition: FromPath[str],
+                name: FromPath[str]) -> Response[str] | File:
     origin = _origin(request)
     origin.check_embedded(request)
     return _file(origin, rendition, name)

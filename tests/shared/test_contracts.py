@@ -99,7 +99,7 @@ def test_records_round_trip_and_refuse_non_http_upstreams() -> None:
 
 def test_decode_caps_size_and_names_the_type() -> None:
     """Oversized and malformed payloads raise PayloadError naming the contract."""
-    with pytest.raises(PayloadError, match="DeadLetter.*exceeds"):
+    with pytest.raises(PayloadError, match=r"DeadLetter.*exceeds"):
         decode(b"{" + b" " * 300_000 + b"}", DeadLetter)
     with pytest.raises(PayloadError, match="invalid StreamRecord payload"):
         decode(b"<html>not json</html>", StreamRecord)

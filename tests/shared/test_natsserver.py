@@ -26,7 +26,8 @@ def test_embedded_server_picks_its_own_port_when_another_listens(tmp_path: Path)
     finally:
         a.stop()
         b.stop()
-    assert a.process is not None and not pid_alive(a.process.pid)
+    assert a.process is not None
+    assert not pid_alive(a.process.pid)
 
 
 async def test_acked_data_survives_a_kill_and_restart(tmp_path: Path) -> None:

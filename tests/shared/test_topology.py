@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.errors import KeyWrongLastSequenceError
@@ -44,8 +45,6 @@ async def test_apply_is_idempotent_and_complete(nc: Client) -> None:
 
 async def test_missing_reports_what_is_absent(nats_url: str) -> None:
     """Before apply, missing() names every part of the topology."""
-    import nats
-
     client = await nats.connect(nats_url)
     try:
         absent = await topology.missing(client.jetstream())
@@ -78,7 +77,8 @@ async def test_session_events_dedupe_and_reach_the_durable_consumer(nc: Client) 
     msg_id = f"{event.session.key}:upcoming:{T0.isoformat()}"
     first = await js.publish(subject, encode(event), headers={"Nats-Msg-Id": msg_id})
     again = await js.publish(subject, encode(event), headers={"Nats-Msg-Id": msg_id})
-    assert again.duplicate and again.seq == first.seq
+    assert again.duplicate
+    assert again.seq == first.seq
     live = Live(session=session(), at=T0)
     await js.publish(subjects.session_event(live.session.key, "live"), encode(live))
 

@@ -1,0 +1,142 @@
+"""`slipstream up` end to end: everything starts, restarts what dies, and stops without leftovers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import m3u8
+import nats
+import pytest
+
+from shared import topology
+from tests.conftest import free_port
+from tests.procs import Proc, alive, base_env, children_of, module, status, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def ports_env(tmp_path: Path) -> tuple[dict[str, str], dict[str, int]]:
+    ports = {name: free_port() for name in ("gateway", "relay", "scheduler", "extractor", "demo")}
+    env = base_env(tmp_path / "data", **{f"SLIPSTREAM_{n.upper()}_PORT": str(p)
+                                          for n, p in ports.items()})
+    return env, ports
+
+
+def slipstream(*args: str) -> list[str]:
+    return module("services.cli") + list(args)
+
+
+async def assert_topology(url: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        assert await topology.missing(nc.jetstream()) == []
+    finally:
+        await nc.drain()
+
+
+def start_up(env: dict[str, str]) -> Proc:
+    proc = Proc(slipstream("up"), env)
+    proc.wait_for("Slipstream is ready", timeout=120)
+    return proc
+
+
+def test_up_runs_the_system_restarts_the_dead_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Ready with a live demo; a killed service comes back; SIGTERM then SIGINT leave no process."""
+    env, ports = ports_env(tmp_path)
+    data = tmp_path / "data"
+    proc = start_up(env)
+    try:
+        assert f"open http://127.0.0.1:{ports['gateway']}" in proc.output
+        runtime = json.loads((data / "runtime.json").read_text())
+        assert runtime["pid"] == proc.popen.pid
+        asyncio.run(assert_topology(runtime["nats_url"]))
+        assert runtime["nats_url"] != "nats://127.0.0.1:4222"
+
+        # The demo origin serves a live playlist whose media sequence advances.
+        demo = f"http://127.0.0.1:{ports['demo']}/live/360p/index.m3u8"
+        first = m3u8.loads(httpx.get(demo).text).media_sequence
+        time.sleep(2.1)
+        assert m3u8.loads(httpx.get(demo).text).media_sequence > first
+
+        # Other commands find the running system by themselves.
+        st = subprocess.run(slipstream("status"), env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+        assert st.returncode == 0, st.stdout + st.stderr
+        assert st.stdout.count(" ready") == 4, st.stdout
+        second = subprocess.run(slipstream("up"), env=env, capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert second.returncode == 1
+        assert "already running" in second.stderr
+
+        # A service that dies is reported and restarted.
+        relay_pid = next(p for p in children_of(proc.popen.pid)
+                         if "services.relay" in Path(f"/proc/{p}/cmdline").read_text())
+        os.kill(relay_pid, signal.SIGKILL)
+        proc.wait_for("relay exited with status -9", timeout=10)
+        wait_until(lambda: status(f"http://127.0.0.1:{ports['relay']}/readyz") == 200, 60,
+                   "relay back")
+
+        pids = children_of(proc.popen.pid)
+        assert len(pids) >= 6  # nats-server, demo, four services
+    finally:
+        code = proc.stop(signal.SIGTERM) if proc.popen.poll() is None else proc.popen.returncode
+    assert code == 0, proc.output
+    assert not [p for p in pids if alive(p)]
+    assert not (data / "runtime.json").exists()
+
+    # A second run on the same data folder starts cleanly; Ctrl-C (SIGINT) stops it.
+    again = start_up(env)
+    pids = children_of(again.popen.pid)
+    code = again.stop(signal.SIGINT)
+    assert code == 0, again.output
+    assert "Slipstream stopped." in again.output
+    assert not [p for p in pids if alive(p)]
+
+
+def test_up_killed_outright_leaves_no_orphans(tmp_path: Path) -> None:
+    """Even SIGKILL of `slipstream up` takes its children (NATS included) down with it."""
+    env, _ = ports_env(tmp_path)
+    proc = start_up(env)
+    pids = children_of(proc.popen.pid)
+    os.kill(proc.popen.pid, signal.SIGKILL)
+    proc.popen.wait(10)
+    wait_until(lambda: not [p for p in pids if alive(p)], 30, "children to exit")
+
+
+def test_up_refuses_bad_settings_with_one_error(tmp_path: Path) -> None:
+    """Bad values and unknown keys are listed together; exit status 2; nothing starts."""
+    env, _ = ports_env(tmp_path)
+    config = tmp_path / "slipstream.toml"
+    config.write_text('[gateway]\nport = "eighty"\n[extractor]\nthreads = 4\n')
+    env["SLIPSTREAM_NATS_URL"] = "localhost:4222"
+    del env["SLIPSTREAM_GATEWAY_PORT"]  # the environment would override the file
+    done = subprocess.run(slipstream("--config", str(config), "up"), env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "gateway.port = 'eighty'" in done.stderr
+    assert "extractor.threads: unknown setting" in done.stderr
+    assert "nats.url = 'localhost:4222'" in done.stderr
+    assert not (tmp_path / "data" / "nats").exists()
+
+
+def test_up_reports_every_port_in_use_before_starting_anything(tmp_path: Path) -> None:
+    """Ports in use are all named at once; no NATS or service is started."""
+    env, ports = ports_env(tmp_path)
+    with socket.socket() as a, socket.socket() as b:
+        for sock, name in ((a, "gateway"), (b, "relay")):
+            sock.bind(("127.0.0.1", ports[name]))
+            sock.listen()
+        done = subprocess.run(slipstream("up"), env=env, capture_output=True, text=True,
+                              timeout=60, check=False)
+    assert done.returncode == 1
+    assert f"gateway.port: 127.0.0.1:{ports['gateway']} is already in use" in done.stderr
+    assert f"relay.port: 127.0.0.1:{ports['relay']} is already in use" in done.stderr
+    assert not (tmp_path / "data" / "nats").exists()
