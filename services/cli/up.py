@@ -153,8 +153,12 @@ class _Up:
             demo_url=f"http://{settings.demo.host}:{settings.demo.port}" if settings.demo.enabled
             else None))
         if _wait_ready(self.sup, {n: health[n] for n in SERVICES}, self.stopping):
+            demo = (f"\n  demo origin  http://{settings.demo.host}:{settings.demo.port}/"
+                    if settings.demo.enabled else "")
             _say(f"\nSlipstream is ready: open {settings.gateway_url}\n"
-                 f"  logs in {self.logs}; Ctrl-C stops everything")
+                 f"  relay        {settings.relay_public_url}/{demo}\n"
+                 f"  logs         {self.logs}\n"
+                 "Ctrl-C stops everything.")
         return not self.stopping
 
     def supervise(self) -> None:
