@@ -21,11 +21,17 @@ Times must carry a zone (``Z`` or an offset): a local time without one is refuse
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Final
 
 import msgspec
 
-from shared.sessions import SessionKind
+from shared.sessions import Session, SessionKind
+from shared.subjects import session_key, slug
 from shared.times import UtcDateTime
 
 Token = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -60,3 +66,85 @@ class CalendarFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     season: Annotated[int, msgspec.Meta(ge=1950, le=2999)]
     events: list[CalendarEvent] = msgspec.field(default_factory=list)
+
+
+#: Expected duration of each kind of session, used when the calendar gives no end time.
+DEFAULT_DURATIONS: Final[Mapping[SessionKind, timedelta]] = MappingProxyType({
+    SessionKind.PRACTICE_1: timedelta(minutes=60),
+    SessionKind.PRACTICE_2: timedelta(minutes=60),
+    SessionKind.PRACTICE_3: timedelta(minutes=60),
+    SessionKind.SPRINT_QUALIFYING: timedelta(minutes=45),
+    SessionKind.SPRINT: timedelta(minutes=60),
+    SessionKind.QUALIFYING: timedelta(minutes=60),
+    SessionKind.RACE: timedelta(minutes=120),
+    SessionKind.TESTING: timedelta(hours=9),
+})
+
+
+class CalendarError(ValueError):
+    """A calendar file or source could not be read or makes no sense."""
+
+
+class CalendarEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One session as the calendar says it is now: the session and whether it is cancelled."""
+
+    session: Session
+    cancelled: bool = False
+
+
+def read_calendar_file(path: Path) -> CalendarFile:
+    """Read a calendar file (TOML); raise :class:`CalendarError` naming what is wrong."""
+    try:
+        return msgspec.toml.decode(path.read_bytes(), type=CalendarFile)
+    except OSError as exc:
+        raise CalendarError(f"calendar file {path}: cannot be read ({exc.strerror})") from exc
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise CalendarError(f"calendar file {path}: {exc}") from exc
+
+
+def sessions(calendar: CalendarFile,
+             durations: Mapping[SessionKind, timedelta] = DEFAULT_DURATIONS) -> list[CalendarEntry]:
+    """Every session of the calendar with its key and expected end, ordered by start.
+
+    A kind that occurs more than once in an event (testing days) gets a numbered key token
+    (``testing-1``, ``testing-2``); a session with no start stays without one (to be confirmed).
+    """
+    entries: list[CalendarEntry] = []
+    slugs: set[str] = set()
+    for event in calendar.events:
+        event_slug = event.slug or slug(event.name)
+        if event_slug in slugs:
+            raise CalendarError(f"season {calendar.season}: two events share the slug {event_slug!r}")
+        slugs.add(event_slug)
+        counts = Counter(s.kind for s in event.sessions)
+        seen: Counter[SessionKind] = Counter()
+        for item in event.sessions:
+            seen[item.kind] += 1
+            token = item.kind.value if counts[item.kind] == 1 else f"{item.kind.value}-{seen[item.kind]}"
+            end = item.end
+            if end is None and item.start is not None:
+                end = item.start + durations.get(item.kind, DEFAULT_DURATIONS[item.kind])
+            try:
+                session = Session(
+                    key=session_key(calendar.season, event_slug, token), season=calendar.season,
+                    round=event.round, event=event.name, circuit=event.circuit,
+                    country=event.country, kind=item.kind,
+                    name=item.name or _DEFAULT_NAMES[item.kind], start=item.start, end=end)
+            except ValueError as exc:
+                raise CalendarError(f"{event.name} {item.kind.value}: {exc}") from exc
+            entries.append(CalendarEntry(session=session, cancelled=item.cancelled))
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted(entries, key=lambda e: (e.session.start or far, e.session.key))
+
+
+_DEFAULT_NAMES: Final = {
+    SessionKind.PRACTICE_1: "Practice 1", SessionKind.PRACTICE_2: "Practice 2",
+    SessionKind.PRACTICE_3: "Practice 3", SessionKind.SPRINT_QUALIFYING: "Sprint Qualifying",
+    SessionKind.SPRINT: "Sprint", SessionKind.QUALIFYING: "Qualifying", SessionKind.RACE: "Race",
+    SessionKind.TESTING: "Testing",
+}
+
+
+def last_good_path(data_dir: Path) -> Path:
+    """Where the scheduler keeps the last calendar it loaded successfully."""
+    return data_dir / "scheduler" / "calendar.json"

@@ -30,6 +30,8 @@ class ReadyReport(msgspec.Struct, frozen=True, kw_only=True):
 
     ready: bool
     checks: dict[str, str]
+    #: Degradations that do not make the service unready (e.g. a stale calendar in force).
+    warnings: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Readiness:
@@ -37,6 +39,7 @@ class Readiness:
 
     def __init__(self) -> None:
         self.checks: dict[str, Check] = {}
+        self.warnings: list[Callable[[], dict[str, str]]] = []
 
     def add(self, name: str, check: Check) -> None:
         self.checks[name] = check
@@ -51,7 +54,8 @@ class Readiness:
         names = list(self.checks)
         results = await asyncio.gather(*(run(self.checks[n]) for n in names))
         checks = {n: r or "ok" for n, r in zip(names, results, strict=True)}
-        return ReadyReport(ready=all(r is None for r in results), checks=checks)
+        warnings = {k: v for source in self.warnings for k, v in source().items()}
+        return ReadyReport(ready=all(r is None for r in results), checks=checks, warnings=warnings)
 
 
 def nats_checks(readiness: Readiness, client: Callable[[], Client | None]) -> None:

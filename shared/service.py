@@ -150,14 +150,14 @@ Work = Callable[[NatsBroker, Client, asyncio.Event], Coroutine[Any, Any, None]]
 
 async def run_broker_service(*, service: str, settings: Settings, host: str, port: int,
                              broker: NatsBroker, stop: asyncio.Event,
-                             work: Work | None = None) -> None:
+                             work: Work | None = None, readiness: Readiness | None = None) -> None:
     """Run a FastStream service: health HTTP port, NATS with the topology, handlers, ``work``.
 
     The health port is bound first, so a port conflict fails before anything else starts and
     ``/readyz`` answers (with the reason) while NATS is still unreachable.
     """
     sock = bind(host, port, f"{service}.port")
-    readiness = Readiness()
+    readiness = readiness or Readiness()
     holder: list[Client] = []
     nats_checks(readiness, lambda: holder[0] if holder else None)
     app = Litestar(route_handlers=ROUTES, state=State({"readiness": readiness}),

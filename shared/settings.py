@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import msgspec
 import platformdirs
 
+from shared.sessions import SessionKind
+
 ENV_PREFIX: Final = "SLIPSTREAM_"
 #: Variables with our prefix that are not settings (read by the CLI and the tests).
 _NOT_SETTINGS: Final = frozenset({"SLIPSTREAM_CONFIG", "SLIPSTREAM_TEST_NATS_URL",
@@ -75,6 +77,16 @@ class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     port: Port = 8082
     #: A calendar file (offline use, the demo); without it FastF1 is the source.
     calendar: str | None = None
+    #: The season to follow; the current year (UTC) when not set.
+    season: Annotated[int, msgspec.Meta(ge=1950, le=2999, description="a year")] | None = None
+    #: Seconds before a session's start when it becomes ``upcoming`` (extraction begins).
+    lead_time: Seconds = 1800.0
+    #: Seconds after a session's expected end before it is ``ended``.
+    grace: Seconds = 900.0
+    #: Expected duration in seconds per session kind, overriding the defaults (race 7200, ...).
+    durations: dict[SessionKind, Seconds] = msgspec.field(default_factory=dict)
+    #: Seconds between calendar re-syncs.
+    resync_interval: Seconds = 86400.0
 
 
 class ExtractorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -191,6 +203,8 @@ def _env_value(raw: str, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin is Annotated:
         return _env_value(raw, typing.get_args(tp)[0])
+    if origin is dict:
+        return msgspec.json.decode(raw.strip())
     if origin is list:
         stripped = raw.strip()
         if stripped.startswith("["):

@@ -18,6 +18,9 @@ SESSIONS_ALL: Final = f"{SESSIONS_PREFIX}.>"
 #: Every subject that the ``DEADLETTER`` stream stores.
 DEADLETTER_ALL: Final = f"{DEADLETTER_PREFIX}.>"
 
+#: Core NATS request subject: ask every scheduler to re-read its calendar now.
+SCHEDULER_RESYNC: Final = "control.scheduler.resync"
+
 _TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 

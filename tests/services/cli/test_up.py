@@ -17,6 +17,8 @@ import nats
 import pytest
 
 from shared import topology
+from shared.codec import decode
+from shared.sessions import SessionEvent
 from tests.conftest import free_port
 from tests.procs import Proc, alive, base_env, children_of, module, status, wait_until
 
@@ -34,10 +36,14 @@ def slipstream(*args: str) -> list[str]:
     return module("services.cli") + list(args)
 
 
-async def assert_topology(url: str) -> None:
+async def assert_topology_and_live_session(url: str) -> None:
     nc = await nats.connect(url)
     try:
-        assert await topology.missing(nc.jetstream()) == []
+        js = nc.jetstream()
+        assert await topology.missing(js) == []
+        # The demo calendar's sprint is live: the scheduler has said so on SESSIONS already.
+        msg = await js.get_last_msg(topology.SESSIONS_STREAM, "sessions.*.demo.sprint.live")
+        assert decode(msg.data, SessionEvent).session.key.endswith(".demo.sprint")  # type: ignore[arg-type]
     finally:
         await nc.drain()
 
@@ -57,7 +63,7 @@ def test_up_runs_the_system_restarts_the_dead_and_leaves_nothing_behind(tmp_path
         assert f"open http://127.0.0.1:{ports['gateway']}" in proc.output
         runtime = json.loads((data / "runtime.json").read_text())
         assert runtime["pid"] == proc.popen.pid
-        asyncio.run(assert_topology(runtime["nats_url"]))
+        asyncio.run(assert_topology_and_live_session(runtime["nats_url"]))
         assert runtime["nats_url"] != "nats://127.0.0.1:4222"
 
         # The demo origin serves a live playlist whose media sequence advances.

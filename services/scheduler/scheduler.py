@@ -1,0 +1,124 @@
+"""The scheduler's loop: keep the calendar, plan what is due, publish it, sleep until the next
+change. Time comes from an injected clock; tests call :meth:`Scheduler.tick` with a fake one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from services.scheduler.planner import Timing, next_change, plan
+from services.scheduler.publisher import Publisher, StaleStateError, read_state
+from services.scheduler.sources import CalendarSource, LastGood
+from shared import logs
+from shared.calendar import DEFAULT_DURATIONS, CalendarEntry, CalendarError, CalendarFile, sessions
+from shared.sessions import SessionKind
+from shared.times import Clock
+
+log = logs.get(__name__)
+
+#: Longest sleep between checks even when nothing is due (clock jumps, suspended machines).
+MAX_SLEEP = 60.0
+
+
+class Scheduler:
+    """One scheduler instance; any number may run side by side on the same NATS."""
+
+    def __init__(self, js: JetStreamContext, kv: KeyValue, source: CalendarSource,
+                 last_good: LastGood, clock: Clock, *, timing: Timing | None = None,
+                 durations: dict[SessionKind, timedelta] | None = None,
+                 season: int | None = None, resync_every: timedelta = timedelta(days=1)) -> None:
+        self.js = js
+        self.kv = kv
+        self.source = source
+        self.last_good = last_good
+        self.clock = clock
+        self.timing = timing or Timing()
+        self.durations = {**DEFAULT_DURATIONS, **(durations or {})}
+        self.season = season
+        self.resync_every = resync_every
+        self.entries: list[CalendarEntry] = []
+        self.calendar: CalendarFile | None = None
+        self.complete = False
+        self.calendar_error: str | None = None
+        self.synced_at: datetime | None = None
+        self.publisher: Publisher | None = None
+        self.resync_requested = asyncio.Event()
+
+    async def start(self) -> None:
+        """Read the recorded state and the calendar (or the last good one)."""
+        self.publisher = Publisher(self.js, self.kv, await read_state(self.kv))
+        await self.sync()
+
+    async def sync(self) -> None:
+        """Load the calendar from the source; on failure keep the last good one in force."""
+        season = self.season or self.clock.now().year
+        try:
+            calendar = await self.source.load(season)
+            entries = sessions(calendar, self.durations)
+        except CalendarError as exc:
+            self.calendar_error = f"{self.source.name}: {exc}"
+            saved = self.last_good.load() if self.calendar is None else None
+            if saved is not None:
+                self._use(saved.calendar, complete=False)
+                log.error("calendar source failed; using the last good calendar",
+                          error=self.calendar_error, loaded_at=saved.loaded_at.isoformat())
+            else:
+                log.error("calendar source failed", error=self.calendar_error,
+                          in_force="previous" if self.calendar else "none")
+        else:
+            self.calendar_error = None
+            self.last_good.save(self.source.name, calendar)
+            self._use(calendar, complete=True, entries=entries)
+            log.info("calendar loaded", source=self.source.name, season=calendar.season,
+                     sessions=len(entries))
+        self.synced_at = self.clock.now()
+
+    def _use(self, calendar: CalendarFile, *, complete: bool,
+             entries: list[CalendarEntry] | None = None) -> None:
+        self.calendar = calendar
+        self.entries = entries if entries is not None else sessions(calendar, self.durations)
+        self.complete = complete
+
+    async def tick(self) -> datetime | None:
+        """Publish everything due now; return when the next change is due."""
+        if self.publisher is None:
+            raise RuntimeError("start() first")
+        now = self.clock.now()
+        for _ in range(3):
+            known = {k: v.event for k, v in self.publisher.state.items()}
+            due = plan(self.entries, known, now, self.timing,
+                       season=self.calendar.season if self.complete and self.calendar else None)
+            try:
+                for event in due:
+                    await self.publisher.publish(event)
+                break
+            except StaleStateError as exc:
+                log.info("state changed under us; re-reading", reason=str(exc))
+                self.publisher.state = await read_state(self.kv)
+        return next_change(self.entries, now, self.timing)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick, sleep until the next change, a re-sync or ``stop``; forever."""
+        while not stop.is_set():
+            next_at = await self.tick()
+            now = self.clock.now()
+            resync_at = (self.synced_at or now) + self.resync_every
+            wake = min(filter(None, (next_at, resync_at)))
+            delay = min(max((wake - now).total_seconds(), 0.0), MAX_SLEEP)
+            waiters = {asyncio.ensure_future(stop.wait()),
+                       asyncio.ensure_future(self.resync_requested.wait())}
+            try:
+                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await w
+            if self.resync_requested.is_set() or self.clock.now() >= resync_at:
+                self.resync_requested.clear()
+                await self.sync()

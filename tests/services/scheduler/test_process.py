@@ -1,0 +1,100 @@
+"""The real scheduler process on a real nats-server: killed and restarted, or doubled up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import nats
+import pytest
+import tomli_w
+
+from shared.natsserver import EmbeddedNats
+from tests.conftest import free_port
+from tests.procs import Proc, base_env, module, status, wait_until
+from tests.services.scheduler.test_weekend import published
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def near_calendar(path: Path, now: datetime) -> dict[str, datetime]:
+    """Two short sessions a few seconds from now, so real time walks them through every phase."""
+    base = now.replace(microsecond=0)
+    times = {"a": base + timedelta(seconds=5), "b": base + timedelta(seconds=9)}
+    path.write_text(tomli_w.dumps({"season": base.year, "events": [{
+        "round": 1, "name": "Process Test Grand Prix", "slug": "proc", "sessions": [
+            {"kind": "sprint", "start": times["a"], "end": times["a"] + timedelta(seconds=2)},
+            {"kind": "race", "start": times["b"], "end": times["b"] + timedelta(seconds=2)},
+        ]}]}))
+    return times
+
+
+def start(nats_url: str, tmp: Path, calendar: Path, name: str) -> tuple[Proc, int]:
+    port = free_port()
+    env = base_env(tmp / name, SLIPSTREAM_NATS_URL=nats_url, SLIPSTREAM_SCHEDULER_PORT=str(port),
+                   SLIPSTREAM_SCHEDULER_CALENDAR=str(calendar),
+                   SLIPSTREAM_SCHEDULER_LEAD_TIME="2", SLIPSTREAM_SCHEDULER_GRACE="1")
+    proc = Proc(module("services.scheduler"), env)
+    wait_until(lambda: status(f"http://127.0.0.1:{port}/readyz") == 200, 45, "scheduler ready")
+    return proc, port
+
+
+def phases(events: list[tuple[str, str, object]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, phase, _ in events:
+        out.setdefault(key, []).append(phase)
+    return out
+
+
+async def collect(url: str) -> list[tuple[str, str, object]]:
+    nc = await nats.connect(url)
+    try:
+        return await published(nc)  # type: ignore[return-value]
+    finally:
+        await nc.drain()
+
+
+def test_killed_scheduler_restarts_without_missing_or_repeating(tmp_path: Path,
+                                                                nats_server: EmbeddedNats) -> None:
+    """SIGKILL mid-weekend, restart after the sessions ran: every transition exactly once."""
+    calendar = tmp_path / "calendar.toml"
+    times = near_calendar(calendar, datetime.now(UTC) + timedelta(seconds=2))
+    proc, _ = start(nats_server.url, tmp_path, calendar, "one")
+    wait_until(lambda: datetime.now(UTC) > times["a"] + timedelta(seconds=0.5), 30, "sprint live")
+    os.kill(proc.popen.pid, signal.SIGKILL)
+    proc.popen.wait(10)
+    # Down while the sprint ends and the race runs its whole course.
+    while datetime.now(UTC) < times["b"] + timedelta(seconds=4):
+        time.sleep(0.2)
+    proc, _ = start(nats_server.url, tmp_path, calendar, "two")
+    try:
+        wait_until(lambda: len(asyncio.run(collect(nats_server.url))) >= 8, 20, "catch-up")
+        time.sleep(1)
+    finally:
+        assert proc.stop(signal.SIGTERM) == 0, proc.output
+    got = phases(asyncio.run(collect(nats_server.url)))
+    full = ["scheduled", "upcoming", "live", "ended"]
+    year = times["a"].year
+    assert got == {f"{year}.proc.sprint": full, f"{year}.proc.race": full}
+
+
+def test_two_scheduler_processes_side_by_side_never_duplicate(tmp_path: Path,
+                                                              nats_server: EmbeddedNats) -> None:
+    """Two live schedulers on one NATS publish each transition of each session once."""
+    calendar = tmp_path / "calendar.toml"
+    times = near_calendar(calendar, datetime.now(UTC) + timedelta(seconds=3))
+    a, _ = start(nats_server.url, tmp_path, calendar, "a")
+    b, _ = start(nats_server.url, tmp_path, calendar, "b")
+    try:
+        while datetime.now(UTC) < times["b"] + timedelta(seconds=5):
+            time.sleep(0.2)
+    finally:
+        codes = (a.stop(signal.SIGTERM), b.stop(signal.SIGTERM))
+    assert codes == (0, 0), a.output + b.output
+    events = asyncio.run(collect(nats_server.url))
+    pairs = [(k, p) for k, p, _ in events]
+    assert len(pairs) == len(set(pairs)) == 8, pairs
