@@ -148,3 +148,19 @@ _DEFAULT_NAMES: Final = {
 def last_good_path(data_dir: Path) -> Path:
     """Where the scheduler keeps the last calendar it loaded successfully."""
     return data_dir / "scheduler" / "calendar.json"
+
+
+class SavedCalendar(msgspec.Struct, frozen=True, kw_only=True):
+    """The last good calendar on disk, with where and when it came from."""
+
+    source: str
+    loaded_at: UtcDateTime
+    calendar: CalendarFile
+
+
+def read_last_good(data_dir: Path) -> SavedCalendar | None:
+    """The last good calendar of this data folder, or ``None`` if there is none (or unreadable)."""
+    try:
+        return msgspec.json.decode(last_good_path(data_dir).read_bytes(), type=SavedCalendar)
+    except (OSError, msgspec.DecodeError):
+        return None

@@ -6,11 +6,14 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import httpx
 
+from services.cli.calendar_table import find_calendar, render
 from services.cli.supervisor import python_module
 from services.cli.up import up
+from shared.calendar import CalendarError
 from shared.runtime import read_runtime
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -26,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("up", help="run everything on this machine: NATS, the services, the demo")
     sub.add_parser("status", help="show what a running `slipstream up` is doing")
+    cal = sub.add_parser("calendar", help="print the season's sessions (works offline)")
+    cal.add_argument("--season", type=int, metavar="YEAR", help="the season to show")
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} alone (as `python -m services.{name}`)",
                        add_help=False)
@@ -70,7 +75,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "up":
         return up(settings, args.config)
+    if args.command == "calendar":
+        return _calendar(settings, args.season)
     return _status(settings)
+
+
+def _calendar(settings: Settings, season: int | None) -> int:
+    try:
+        calendar, origin = find_calendar(settings)
+    except CalendarError as exc:
+        print(f"slipstream calendar: {exc}", file=sys.stderr)
+        return 1
+    if season is not None and season != calendar.season:
+        print(f"slipstream calendar: no calendar for {season} here (this one is "
+              f"{calendar.season}, from {origin})", file=sys.stderr)
+        return 1
+    print(render(calendar, datetime.now(UTC), color=sys.stdout.isatty()))
+    print(f"(from {origin})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,11 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-import msgspec
-
-from shared.calendar import CalendarError, CalendarFile, read_calendar_file
+from shared.calendar import CalendarError, CalendarFile, SavedCalendar, read_calendar_file
 from shared.codec import PayloadError, decode, encode
-from shared.times import UtcDateTime
 
 FASTF1_TIMEOUT = 120.0
 
@@ -65,14 +62,6 @@ class FastF1Source:
             raise CalendarError(str(exc)) from exc
 
 
-class Saved(msgspec.Struct, frozen=True, kw_only=True):
-    """The last good calendar on disk, with where and when it came from."""
-
-    source: str
-    loaded_at: UtcDateTime
-    calendar: CalendarFile
-
-
 class LastGood:
     """The last calendar loaded successfully, persisted so a restart without the source works."""
 
@@ -82,11 +71,11 @@ class LastGood:
     def save(self, source: str, calendar: CalendarFile) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(encode(Saved(source=source, loaded_at=datetime.now(UTC), calendar=calendar)))
+        tmp.write_bytes(encode(SavedCalendar(source=source, loaded_at=datetime.now(UTC), calendar=calendar)))
         tmp.replace(self.path)
 
-    def load(self) -> Saved | None:
+    def load(self) -> SavedCalendar | None:
         try:
-            return decode(self.path.read_bytes(), Saved, max_bytes=16 * 1024 * 1024)
+            return decode(self.path.read_bytes(), SavedCalendar, max_bytes=16 * 1024 * 1024)
         except (OSError, PayloadError):
             return None
