@@ -84,3 +84,12 @@ def test_unreadable_or_invalid_toml_is_reported(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.toml", env={})
     with pytest.raises(SettingsError, match="not valid TOML"):
         load_settings(write(tmp_path, "[relay\nport=1"), env={})
+
+
+def test_the_readme_configuration_example_is_valid(tmp_path: Path) -> None:
+    """The TOML example in the README loads without a single problem (the README cannot lie)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## Configuration", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    s = load_settings(write(tmp_path, block), env={})
+    assert s.scheduler.durations == {"race": 9000.0}
+    assert s.nats.servers == ["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"]
