@@ -13,6 +13,7 @@ import nats
 import pytest
 import tomli_w
 
+from shared import subjects
 from shared.natsserver import EmbeddedNats
 from tests.conftest import free_port
 from tests.procs import Proc, base_env, module, status, wait_until
@@ -98,3 +99,30 @@ def test_two_scheduler_processes_side_by_side_never_duplicate(tmp_path: Path,
     events = asyncio.run(collect(nats_server.url))
     pairs = [(k, p) for k, p, _ in events]
     assert len(pairs) == len(set(pairs)) == 8, pairs
+
+
+def test_resync_on_request_publishes_a_reschedule(tmp_path: Path, nats_server: EmbeddedNats) -> None:
+    """A request on control.scheduler.resync re-reads the calendar at once."""
+    calendar = tmp_path / "calendar.toml"
+    now = datetime.now(UTC)
+    times = near_calendar(calendar, now + timedelta(hours=2))
+    proc, _ = start(nats_server.url, tmp_path, calendar, "one")
+    try:
+        near_calendar(calendar, now + timedelta(hours=3))
+
+        async def ask() -> bytes:
+            nc = await nats.connect(nats_server.url)
+            try:
+                return (await nc.request(subjects.SCHEDULER_RESYNC, b"", timeout=5)).data
+            finally:
+                await nc.drain()
+
+        assert b"resync requested" in asyncio.run(ask())
+        wait_until(lambda: any(p == "rescheduled" for _, p, _ in asyncio.run(collect(nats_server.url))),
+                   20, "rescheduled")
+    finally:
+        assert proc.stop(signal.SIGTERM) == 0, proc.output
+    events = asyncio.run(collect(nats_server.url))
+    moved = [e for _, p, e in events if p == "rescheduled"]
+    assert len(moved) == 2
+    assert {e.previous_start for e in moved} == set(times.values())  # type: ignore[attr-defined]
