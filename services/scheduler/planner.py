@@ -7,7 +7,7 @@ only ``ended``: a newcomer learns the state, not a replay of old history). A kno
 publishes exactly the steps between its last published phase and now, so a restarted scheduler
 catches up without repeating itself. A changed start time publishes ``rescheduled`` and the
 walk restarts from ``scheduled``; a cancellation, or a session gone from a complete calendar,
-publishes ``cancelled``. Ended sessions are history and never change.
+publishes ``cancelled``. An ended session changes only if its start moves (it is run again).
 """
 
 from __future__ import annotations
@@ -84,16 +84,17 @@ def plan_session(entry: CalendarEntry, known: SessionEvent | None, now: datetime
     """The events due for one session, in the order they must be published."""
     session = entry.session
     last = phase_of(known) if known is not None else None
-    if last is Phase.ENDED:
+    if last is Phase.ENDED and known is not None and known.session.start == session.start:
         return []
     if entry.cancelled:
-        if last is Phase.CANCELLED:
+        if last in (Phase.CANCELLED, Phase.ENDED):
             return []
         return [Cancelled(session=session, at=now, reason="cancelled in the calendar")]
     events: list[SessionEvent] = []
     position: int | None = None
     if known is not None and last is not None:
-        if last is Phase.CANCELLED or known.session.start != session.start:
+        # A new start after the end is a new occurrence (a demo re-run, a re-run session).
+        if last in (Phase.CANCELLED, Phase.ENDED) or known.session.start != session.start:
             events.append(Rescheduled(session=session, at=now, previous_start=known.session.start,
                                       previous_end=known.session.end))
             position = 0

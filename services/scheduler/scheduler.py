@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
@@ -23,6 +24,8 @@ log = logs.get(__name__)
 
 #: Longest sleep between checks even when nothing is due (clock jumps, suspended machines).
 MAX_SLEEP = 60.0
+#: Seconds before retrying after NATS refused or did not answer.
+RETRY_AFTER = 1.0
 
 
 class Scheduler:
@@ -105,7 +108,13 @@ class Scheduler:
     async def run(self, stop: asyncio.Event) -> None:
         """Tick, sleep until the next change, a re-sync or ``stop``; forever."""
         while not stop.is_set():
-            next_at = await self.tick()
+            try:
+                next_at = await self.tick()
+            except (TimeoutError, NatsError) as exc:
+                # NATS is away (the client reconnects by itself): every publish is idempotent,
+                # so the next tick simply retries what did not get through.
+                log.warning("publishing failed; retrying", error=str(exc) or type(exc).__name__)
+                next_at = self.clock.now() + timedelta(seconds=RETRY_AFTER)
             now = self.clock.now()
             resync_at = (self.synced_at or now) + self.resync_every
             wake = min(filter(None, (next_at, resync_at)))

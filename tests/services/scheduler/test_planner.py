@@ -104,3 +104,14 @@ def test_next_change_is_the_nearest_transition() -> None:
     assert next_change(entries(), at(1, 0), TIMING) == at(1, 16)
     assert next_change(entries(), at(1, 16), TIMING) == at(1, 16, 30)
     assert next_change(entries(), at(18, 0), TIMING) is None
+
+
+def test_an_ended_session_changes_only_when_it_is_run_again() -> None:
+    """Ended is final for the same start; a new start later on walks the life cycle again."""
+    s = race().session
+    assert s.end is not None
+    done = Ended(session=s, at=s.end)
+    assert plan_session(race(), done, s.end + timedelta(days=1), TIMING) == []
+    again = next(e for e in entries(race_start=at(24, 13)) if e.session.key == "2026.imola.race")
+    events = plan_session(again, done, at(24, 13, 5), TIMING)
+    assert [type(e) for e in events] == [Rescheduled, Upcoming, Live]
