@@ -1,0 +1,119 @@
+"""Bounded fetches for the relay and the extractor: redirects followed by hand, credentials
+dropped across origins, a size cap on every body and a wall-clock deadline on the whole fetch.
+
+httpx forwards custom headers (Referer, tokens, cookies) to whatever origin a redirect names;
+here a hop to another origin keeps only harmless headers. Every hop also passes the egress
+policy, because the client's network backend checks each connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import httpx
+
+from shared.egress import EgressDeniedError, EgressPolicy
+
+REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+#: Headers that may follow a redirect to another origin (nothing that identifies the viewer).
+SAFE_ACROSS_ORIGINS: Final = frozenset({"user-agent", "accept", "accept-language",
+                                        "accept-encoding", "range"})
+
+
+class FetchError(Exception):
+    """A fetch failed; ``reason`` is short and safe to log (no URL query, no credential)."""
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class TooLargeError(FetchError):
+    """The body exceeded its size cap."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A completed fetch: where it ended up, how, and the (capped) body."""
+
+    url: httpx.URL
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    elapsed: float
+    #: Cookies the origin set along the way (the demo's embedded player, for instance).
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+async def fetch(client: httpx.AsyncClient, url: str | httpx.URL, *, policy: EgressPolicy,
+                headers: Mapping[str, str] | None = None, cookies: Mapping[str, str] | None = None,
+                max_bytes: int = 4 * 1024 * 1024, deadline: float = 10.0,
+                max_redirects: int = 5) -> Fetched:
+    """GET ``url`` following at most ``max_redirects`` redirects, within ``deadline`` seconds.
+
+    Raises :class:`FetchError` (or :class:`TooLargeError`) for anything but a 2xx body within
+    the caps; :class:`EgressDeniedError` is reported as a FetchError naming the policy.
+    """
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(deadline):
+            return await _fetch(client, policy.check_url(url), policy=policy,
+                                headers=dict(headers or {}), cookies=dict(cookies or {}),
+                                max_bytes=max_bytes, max_redirects=max_redirects, started=started)
+    except TimeoutError as exc:
+        raise FetchError(f"no complete answer within {deadline:.1f} s") from exc
+    except EgressDeniedError as exc:
+        raise FetchError(f"refused by the egress policy: {exc}") from exc
+    except httpx.TransportError as exc:
+        raise FetchError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
+
+
+async def _fetch(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPolicy,
+                 headers: dict[str, str], cookies: dict[str, str], max_bytes: int,
+                 max_redirects: int, started: float) -> Fetched:
+    first = _origin(url)
+    jar: dict[str, str] = {}
+    for _ in range(max_redirects + 1):
+        send = dict(headers)
+        if _origin(url) != first:
+            send = {k: v for k, v in headers.items() if k.lower() in SAFE_ACROSS_ORIGINS}
+        elif cookies or jar:
+            send["Cookie"] = "; ".join(f"{k}={v}" for k, v in {**cookies, **jar}.items())
+        request = client.build_request("GET", url, headers=send)
+        response = await client.send(request, stream=True)
+        try:
+            jar.update(response.cookies.items())
+            if response.status_code in REDIRECTS and "location" in response.headers:
+                url = policy.check_url(url.join(response.headers["location"]))
+                continue
+            if not 200 <= response.status_code < 300:
+                raise FetchError(f"HTTP {response.status_code}", status=response.status_code)
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise TooLargeError(f"body of {declared} bytes exceeds {max_bytes}")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLargeError(f"body exceeds {max_bytes} bytes")
+                chunks.append(chunk)
+            return Fetched(url=url, status=response.status_code, headers=response.headers,
+                           body=b"".join(chunks), elapsed=time.monotonic() - started,
+                           cookies=jar)
+        finally:
+            await response.aclose()
+    raise FetchError(f"more than {max_redirects} redirects")
