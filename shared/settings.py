@@ -12,6 +12,7 @@ a fallback for ``SLIPSTREAM_NATS_URL``. Lists are JSON (``["a", "b"]``) or comma
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 import types
 import typing
@@ -90,10 +91,62 @@ class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
 
 class ExtractorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The extractor: its health port."""
+    """The extractor: its health port, timing and the demo sources."""
 
     host: Host = "127.0.0.1"
     port: Port = 8083
+    #: Add the demo origin's pages as sources (``slipstream up`` sets it with the demo).
+    demo_sources: bool = False
+    #: Base URL of the demo origin for those sources.
+    demo_url: PublicUrl = "http://127.0.0.1:8090"
+    #: Seconds between health probes of a live stream.
+    probe_interval: Seconds = 10.0
+    #: Wall-clock limit in seconds for one extraction by one extractor.
+    deadline: Seconds = 20.0
+    #: Chromium for the browser extractor (Debian's package installs it here).
+    chromium: str = "/usr/bin/chromium"
+
+
+SourceId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+                                       description="a short id: lower-case letters, digits, - and _")]
+ExtractorName = Literal["auto", "http", "ytdlp", "streamlink", "browser"]
+HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+HeaderValue = Annotated[str, msgspec.Meta(pattern=r"^[^\r\n\x00]{0,2048}$")]
+TEMPLATE_FIELDS: Final = frozenset({"key", "season", "round", "event", "kind", "country", "circuit"})
+
+
+class SourceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One operator-configured source page (a ``[[sources]]`` table)."""
+
+    id: SourceId
+    url: str
+    name: str = ""
+    #: Session kinds this source serves; every kind when empty.
+    kinds: list[SessionKind] = msgspec.field(default_factory=list)
+    extractor: ExtractorName = "auto"
+    headers: dict[HeaderName, HeaderValue] = msgspec.field(default_factory=dict)
+    cookies: dict[HeaderName, HeaderValue] = msgspec.field(default_factory=dict)
+    #: Higher first, in lists and players.
+    priority: int = 0
+    #: Seconds after which a resolved URL is resolved again (when it carries no expiry itself).
+    refresh: Seconds = 600.0
+
+    def __post_init__(self) -> None:
+        fields = {f for _, f, _, _ in string.Formatter().parse(self.url) if f is not None}
+        unknown = fields - TEMPLATE_FIELDS
+        if unknown:
+            raise ValueError(f"source {self.id}: url uses unknown fields {sorted(unknown)}; "
+                             f"known: {sorted(TEMPLATE_FIELDS)}")
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"source {self.id}: url must start with http:// or https://")
+
+
+class EgressSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Private hosts the relay and extractor may nevertheless reach."""
+
+    allow: list[Annotated[str, msgspec.Meta(pattern=r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$",
+                                             description="host:port")]] = msgspec.field(
+        default_factory=list)
 
 
 class RelaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -136,6 +189,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     relay: RelaySettings = msgspec.field(default_factory=RelaySettings)
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
+    sources: list[SourceSettings] = msgspec.field(default_factory=list)
+    egress: EgressSettings = msgspec.field(default_factory=EgressSettings)
+
+    def __post_init__(self) -> None:
+        ids = [s.id for s in self.sources]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"sources: ids must be unique, repeated: {', '.join(dupes)}")
 
     @property
     def data_path(self) -> Path:
@@ -239,6 +300,10 @@ def _convert_fields(cls: type[msgspec.Struct], raw: Mapping[str, Any], where: st
             section = _convert_fields(_SECTIONS[name], value, f"{label}.", problems)
             good[name] = section
             continue
+        item_type = _struct_list_item(field.type)
+        if item_type is not None and isinstance(value, list):
+            good[name] = _convert_items(item_type, value, label, problems)
+            continue
         try:
             good[name] = msgspec.convert(value, type=field.type, strict=False)
         except msgspec.ValidationError as exc:
@@ -246,6 +311,34 @@ def _convert_fields(cls: type[msgspec.Struct], raw: Mapping[str, Any], where: st
             hint = f"must be {expected}" if expected else str(exc)
             problems.append(f"{label} = {_redact(name, value)}: {hint}")
     return good
+
+
+def _struct_list_item(tp: Any) -> type[msgspec.Struct] | None:
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(item, type) and issubclass(item, msgspec.Struct):
+            return item
+    return None
+
+
+def _convert_items(item_type: type[msgspec.Struct], items: list[Any], label: str,
+                   problems: list[str]) -> list[Any]:
+    """Convert a list of tables one by one, so each bad entry is reported with its own index."""
+    out = []
+    for index, item in enumerate(items):
+        where = f"{label}[{index}]"
+        if not isinstance(item, Mapping):
+            problems.append(f"{where}: must be a table")
+            continue
+        fields = _convert_fields(item_type, item, f"{where}.", problems)
+        try:
+            out.append(item_type(**fields))
+        except (TypeError, ValueError) as exc:
+            missing = {f.name for f in msgspec.structs.fields(item_type)
+                       if f.required} - set(item)
+            problems.append(f"{where}: missing {', '.join(sorted(missing))}" if missing
+                            else f"{where}: {exc}")
+    return out
 
 
 def _from_env(env: Mapping[str, str], problems: list[str]) -> dict[str, Any]:

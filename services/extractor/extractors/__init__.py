@@ -1,0 +1,1 @@
+"""The extractors, one module each, imported lazily by ``services.extractor.registry``."""

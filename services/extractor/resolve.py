@@ -1,0 +1,145 @@
+"""From a source page to a probed, validated stream: the extractor chain, output validation,
+expiry from signed URLs, and the private record written to the KV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+from urllib.parse import parse_qs, quote, urlsplit
+
+from services.extractor import registry
+from services.extractor.probe import ProbeError, ProbeResult, probe
+from services.extractor.registry import Context, ExtractionError, Found
+from shared.sessions import Session
+from shared.settings import SourceSettings
+from shared.streams import StreamRecord
+
+_HEADER_NAME: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_COOKIE_NAME: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+_BAD_VALUE: Final = re.compile(r"[\r\n\x00]")
+#: Headers an extractor may not choose: the relay and httpx set these themselves.
+_RESERVED: Final = frozenset({"host", "content-length", "connection", "transfer-encoding",
+                              "upgrade", "te", "trailer", "keep-alive", "proxy-authorization",
+                              "cookie"})
+_EXPIRY_KEYS: Final = ("expires", "expire", "exp", "e", "validto", "valid_to", "st_expires")
+
+
+class InvalidOutputError(ValueError):
+    """An extractor returned something that must not reach the KV."""
+
+
+class ResolveError(Exception):
+    """Every extractor in the chain failed; ``attempts`` says what each one did."""
+
+    def __init__(self, attempts: list[Attempt]) -> None:
+        self.attempts = attempts
+        summary = "; ".join(f"{a.extractor}: {a.detail}" for a in attempts) or "no extractor matches"
+        super().__init__(summary)
+        self.refused = any(a.refused for a in attempts)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One extractor's try."""
+
+    extractor: str
+    ok: bool
+    detail: str
+    elapsed_ms: float
+    refused: bool = False
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A working stream: what was found, by whom, and its probe."""
+
+    found: Found
+    extractor: str
+    probe: ProbeResult
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def page_url(source: SourceSettings, session: Session) -> str:
+    """The source's URL with the session's fields filled in (each value URL-quoted)."""
+    values = {"key": session.key, "season": str(session.season), "round": str(session.round),
+              "event": session.key.split(".")[1], "kind": session.kind.value,
+              "country": session.country, "circuit": session.circuit}
+    return source.url.format_map({k: quote(v, safe="") for k, v in values.items()})
+
+
+def validate(found: Found) -> Found:
+    """Refuse output that could smuggle anything into the relay's requests."""
+    parts = urlsplit(found.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidOutputError(f"playlist URL scheme {parts.scheme!r} is not http(s)")
+    if len(found.url) > 4096 or _BAD_VALUE.search(found.url):
+        raise InvalidOutputError("playlist URL is too long or has control characters")
+    headers = {}
+    for name, value in found.headers.items():
+        if not _HEADER_NAME.match(name) or _BAD_VALUE.search(value) or len(value) > 2048:
+            raise InvalidOutputError(f"header {name[:40]!r} is not a valid header")
+        if name.lower() not in _RESERVED:
+            headers[name] = value
+    for name, value in found.cookies.items():
+        if not _COOKIE_NAME.match(name) or _BAD_VALUE.search(value) or ";" in value or len(value) > 4096:
+            raise InvalidOutputError(f"cookie {name[:40]!r} is not a valid cookie")
+    return Found(url=found.url, headers=headers, cookies=dict(found.cookies),
+                 title=found.title[:200], expires_at=found.expires_at)
+
+
+def expiry_from_url(url: str) -> datetime | None:
+    """The expiry a signed URL carries (``expires=``, ``exp=``, Akamai ``hdnts=exp=...``), if any."""
+    query = parse_qs(urlsplit(url).query)
+    candidates = [v for key in _EXPIRY_KEYS for v in query.get(key, [])]
+    for token in query.get("hdnts", []) + query.get("hdnea", []):
+        candidates += [p.split("=", 1)[1] for p in token.split("~") if p.startswith("exp=")]
+    now = time.time()
+    for value in candidates:
+        if value.isdigit():
+            stamp = int(value)
+            stamp = stamp // 1000 if stamp > 10**11 else stamp  # milliseconds
+            if now - 86400 < stamp < now + 366 * 86400:
+                return datetime.fromtimestamp(stamp, UTC)
+    return None
+
+
+async def resolve(url: str, choice: str, ctx: Context) -> Resolution:
+    """Run the chain on ``url`` until one extractor yields a playlist that probes as usable."""
+    attempts: list[Attempt] = []
+    for entry in registry.chain(choice, url):
+        started = time.monotonic()
+        try:
+            extractor = registry.get(entry.name)
+            async with asyncio.timeout(ctx.deadline):
+                found = validate(await extractor.extract(url, ctx))
+                result = await probe(ctx.client, ctx.policy, found.url, headers=found.headers,
+                                     cookies=found.cookies, deadline=ctx.deadline)
+        except (ExtractionError, ProbeError, InvalidOutputError, TimeoutError) as exc:
+            detail = getattr(exc, "reason", "") or str(exc) or f"no result within {ctx.deadline:.0f} s"
+            attempts.append(Attempt(entry.name, ok=False, detail=detail,
+                                    elapsed_ms=(time.monotonic() - started) * 1000,
+                                    refused=bool(getattr(exc, "refused", False))))
+            continue
+        attempts.append(Attempt(entry.name, ok=True, detail=result.detail,
+                                elapsed_ms=(time.monotonic() - started) * 1000))
+        return Resolution(found=found, extractor=entry.name, probe=result, attempts=attempts)
+    raise ResolveError(attempts)
+
+
+def to_record(resolution: Resolution, *, source: SourceSettings, session: Session,
+              now: datetime) -> StreamRecord:
+    """The private stream record for the KV."""
+    found, result = resolution.found, resolution.probe
+    expires = found.expires_at or expiry_from_url(found.url) or (now + timedelta(seconds=source.refresh))
+    return StreamRecord(
+        id=source.id, session=session.key, source_id=source.id, source_name=source.name or source.id,
+        title=found.title or source.name or source.id, upstream_url=result.url,
+        headers=dict(found.headers), cookies=dict(found.cookies), variants=result.variants,
+        extractor=resolution.extractor, resolved_at=now, expires_at=expires, health=result.health,
+        health_detail=result.detail, latency_ms=result.latency_ms,
+        public_segments=not found.headers and not found.cookies)
