@@ -51,6 +51,8 @@ class Context:
     cookies: Mapping[str, str] = field(default_factory=dict)
     deadline: float = 20.0
     chromium: str = "/usr/bin/chromium"
+    #: The egress proxy (``shared.egress_proxy``) for libraries that open their own connections.
+    proxy: str = ""
 
 
 class Extractor(Protocol):

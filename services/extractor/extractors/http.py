@@ -74,7 +74,8 @@ def find_playlists(html: str) -> tuple[list[str], list[str], str]:
     page.close()
     found = list(page.candidates)
     for text in [*page.scripts, html]:
-        found.extend(m["u"].replace("\\/", "/") for m in _QUOTED.finditer(text))
+        # In scripts a bare "x.m3u8" is usually a fragment being assembled; keep only paths/URLs.
+        found.extend(u for m in _QUOTED.finditer(text) if "/" in (u := m["u"].replace("\\/", "/")))
     return list(dict.fromkeys(found)), page.iframes, page.title.strip()
 
 
