@@ -54,7 +54,7 @@ class Chromium:
             return await self._start(executable, proxy)
 
     async def _start(self, executable: str, proxy: str) -> Browser:
-        if not os.path.exists(executable):
+        if not shutil.which(executable):
             raise ExtractionError(f"Chromium not found at {executable} (install Debian's chromium)")
         self.profile = Path(tempfile.mkdtemp(prefix="slipstream-chromium-"))
         args = [executable, "--headless=new", "--no-sandbox", "--disable-gpu",
