@@ -7,6 +7,7 @@ deaf) and drains on close. The first connection is retried by the service runner
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import nats
@@ -66,4 +67,7 @@ async def connect(servers: list[str], service: str, settings: NatsSettings) -> C
 def broker(servers: list[str], service: str, settings: NatsSettings, **kwargs: Any) -> NatsBroker:
     """A FastStream broker with msgspec payloads and the same connection policy."""
     options = connect_options(servers, service, settings)
-    return NatsBroker(serializer=MsgSpecSerializer(), graceful_timeout=15.0, **options, **kwargs)
+    # FastStream logs through the root handler (our format); a line per message only in debug.
+    return NatsBroker(serializer=MsgSpecSerializer(), graceful_timeout=15.0,
+                      logger=logging.getLogger("faststream"), log_level=logging.DEBUG,
+                      **options, **kwargs)

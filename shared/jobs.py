@@ -1,10 +1,18 @@
-"""Job contracts shared by consumers: the dead letter written when a job fails for good."""
+"""Job contracts: the extraction job and the dead letter written when a job fails for good."""
 
 from __future__ import annotations
 
 import msgspec
 
+from shared.sessions import Session
 from shared.times import UtcDateTime
+
+
+class ExtractJob(msgspec.Struct, frozen=True, kw_only=True):
+    """Keep one source's stream for one session fresh, for as long as the session is on."""
+
+    session: Session
+    source_id: str
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -77,7 +77,11 @@ def configure(service: str, level: str = "info", fmt: str = "auto") -> None:
     root.handlers = [handler]
     root.setLevel(level.upper())
     # uvicorn's access log is per request; keep it at warning unless debugging.
-    logging.getLogger("uvicorn.access").setLevel("DEBUG" if level == "debug" else "WARNING")
+    quiet = "DEBUG" if level == "debug" else "WARNING"
+    logging.getLogger("uvicorn.access").setLevel(quiet)
+    # One line per HTTP request made (probes every few seconds) is debug material.
+    for name in ("httpx", "httpcore", "streamlink", "yt_dlp"):
+        logging.getLogger(name).setLevel(quiet)
     structlog.contextvars.bind_contextvars(service=service)
 
 

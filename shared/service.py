@@ -150,11 +150,13 @@ Work = Callable[[NatsBroker, Client, asyncio.Event], Coroutine[Any, Any, None]]
 
 async def run_broker_service(*, service: str, settings: Settings, host: str, port: int,
                              broker: NatsBroker, stop: asyncio.Event,
-                             work: Work | None = None, readiness: Readiness | None = None) -> None:
+                             work: Work | None = None, readiness: Readiness | None = None,
+                             cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
     """Run a FastStream service: health HTTP port, NATS with the topology, handlers, ``work``.
 
     The health port is bound first, so a port conflict fails before anything else starts and
-    ``/readyz`` answers (with the reason) while NATS is still unreachable.
+    ``/readyz`` answers (with the reason) while NATS is still unreachable. On stop: ``work``
+    ends, the broker drains (in-flight handlers finish), then ``cleanup`` runs.
     """
     sock = bind(host, port, f"{service}.port")
     readiness = readiness or Readiness()
@@ -177,6 +179,8 @@ async def run_broker_service(*, service: str, settings: Settings, host: str, por
             if worker is not None:
                 await worker
             await broker.stop()  # drains the connection: in-flight handlers finish
+            if cleanup is not None:
+                await cleanup()  # what the handlers used is closed only after they finished
         server.should_exit = True
 
 

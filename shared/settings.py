@@ -209,6 +209,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return f"http://{_url_host(self.relay.host)}:{self.relay.port}"
 
     @property
+    def demo_url(self) -> str:
+        return f"http://{_url_host(self.demo.host)}:{self.demo.port}"
+
+    @property
     def gateway_url(self) -> str:
         return f"http://{_url_host(self.gateway.host)}:{self.gateway.port}"
 

@@ -75,6 +75,8 @@ class StreamRecord(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: float | None = None
     #: True when segments need no credentials, so the relay may redirect instead of proxying.
     public_segments: bool = False
+    #: Consecutive failed probes or resolutions (0 when healthy).
+    failures: int = 0
 
 
 class StreamView(msgspec.Struct, frozen=True, kw_only=True):

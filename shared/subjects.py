@@ -15,6 +15,9 @@ DEADLETTER_PREFIX: Final = "deadletter"
 
 #: Every subject that the ``SESSIONS`` stream stores.
 SESSIONS_ALL: Final = f"{SESSIONS_PREFIX}.>"
+JOBS_PREFIX: Final = "jobs.extract"
+#: Every subject that the ``JOBS`` stream stores.
+EXTRACT_JOBS_ALL: Final = f"{JOBS_PREFIX}.>"
 #: Every subject that the ``DEADLETTER`` stream stores.
 DEADLETTER_ALL: Final = f"{DEADLETTER_PREFIX}.>"
 
@@ -80,6 +83,11 @@ def stream_key(session: str, stream_id: str) -> str:
 def stream_keys(session: str | None = None) -> str:
     """KV watch filter for every stream of one session, or of all sessions."""
     return f"{check_session_key(session)}.*" if session else ">"
+
+
+def extract_job(session: str, source_id: str) -> str:
+    """Subject of the keep-fresh job of one source for one session."""
+    return f"{JOBS_PREFIX}.{check_session_key(session)}.{check_token(source_id)}"
 
 
 def deadletter(consumer: str, session: str) -> str:

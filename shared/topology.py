@@ -1,8 +1,10 @@
 """The JetStream topology, declared once and applied idempotently by every service at start.
 
-Streams: ``SESSIONS`` (session life cycle), ``DEADLETTER`` (jobs that failed for good).
+Streams: ``SESSIONS`` (session life cycle), ``JOBS`` (one keep-fresh job per session and source,
+a work queue), ``DEADLETTER`` (jobs that failed for good).
 KV buckets: ``streams`` (resolved stream records), ``sessions`` (current phase of each session).
-Durable consumers: ``extractor`` on ``SESSIONS``.
+Durable consumers: ``extractor`` on ``SESSIONS`` (fans sessions out into jobs) and
+``extract-worker`` on ``JOBS`` (does them), each shared by every extractor replica.
 
 Applying is "create, or update when the declared config differs": a service started against an
 older deployment brings the topology to this declaration instead of failing or drifting.
@@ -30,10 +32,12 @@ from shared import subjects
 from shared.codec import MAX_PAYLOAD_BYTES
 
 SESSIONS_STREAM: Final = "SESSIONS"
+JOBS_STREAM: Final = "JOBS"
 DEADLETTER_STREAM: Final = "DEADLETTER"
 STREAMS_BUCKET: Final = "streams"
 SESSIONS_BUCKET: Final = "sessions"
 EXTRACTOR_CONSUMER: Final = "extractor"
+WORKER_CONSUMER: Final = "extract-worker"
 
 DAY: Final = 24 * 3600.0
 #: Dedup window for publishes: a scheduler restarted within it cannot double-publish even
@@ -102,6 +106,18 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             discard=DiscardPolicy.OLD,
         ),
         StreamConfig(
+            name=JOBS_STREAM,
+            description="Keep-fresh extraction jobs, one per session and source",
+            subjects=[subjects.EXTRACT_JOBS_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            max_age=7 * DAY,
+            max_msg_size=MAX_PAYLOAD_BYTES,
+            duplicate_window=DUPLICATE_WINDOW,
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
             name=DEADLETTER_STREAM,
             description="Jobs that failed for good, with the reason",
             subjects=[subjects.DEADLETTER_ALL],
@@ -137,6 +153,22 @@ CONSUMERS: Final = (
             max_deliver=6,
             backoff=[30.0, 60.0, 120.0, 300.0, 600.0],
             max_ack_pending=64,
+        ),
+    ),
+    Consumer(
+        JOBS_STREAM,
+        ConsumerConfig(
+            durable_name=WORKER_CONSUMER,
+            description="Keep-fresh jobs: each run naks itself with the delay to its next run",
+            filter_subject=subjects.EXTRACT_JOBS_ALL,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            # Long extractions send in-progress acks; a crashed worker's job returns after this.
+            ack_wait=30.0,
+            # Unbounded: a live stream's job is redelivered for as long as the session runs;
+            # failures are counted by the worker, which dead-letters a job that never worked.
+            max_deliver=-1,
+            max_ack_pending=256,
         ),
     ),
 )

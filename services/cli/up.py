@@ -74,8 +74,12 @@ def _child_env(settings: Settings, nats_url: str, data_dir: Path) -> dict[str, s
     env["SLIPSTREAM_NATS_URL"] = nats_url
     env["SLIPSTREAM_DATA_DIR"] = str(data_dir)
     env["SLIPSTREAM_CHILD"] = "1"
-    if settings.demo.enabled and not settings.scheduler.calendar:
-        env["SLIPSTREAM_SCHEDULER_CALENDAR"] = str(data_dir / "demo" / "calendar.toml")
+    if settings.demo.enabled:
+        if not settings.scheduler.calendar:
+            env["SLIPSTREAM_SCHEDULER_CALENDAR"] = str(data_dir / "demo" / "calendar.toml")
+        # The demo pages join the operator's sources; the extractor may reach the demo origin.
+        env["SLIPSTREAM_EXTRACTOR_DEMO_SOURCES"] = "true"
+        env["SLIPSTREAM_EXTRACTOR_DEMO_URL"] = settings.demo_url
     env.setdefault("SLIPSTREAM_LOG_FORMAT", "json")
     return env
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from services.extractor.app import DESCRIPTION, SERVICE, create_broker
+from services.extractor.app import DESCRIPTION, SERVICE, ExtractorApp
 from shared.runtime import nats_servers
 from shared.service import run, run_broker_service
 from shared.settings import Settings
@@ -13,9 +13,10 @@ from shared.settings import Settings
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
     section = settings.extractor
-    broker = create_broker(settings, nats_servers(settings))
+    app = ExtractorApp(settings, nats_servers(settings))
     await run_broker_service(service=SERVICE, settings=settings, host=section.host,
-                             port=section.port, broker=broker, stop=stop)
+                             port=section.port, broker=app.broker, stop=stop, work=app.work,
+                             readiness=app.readiness, cleanup=app.close)
 
 
 if __name__ == "__main__":

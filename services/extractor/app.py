@@ -1,19 +1,184 @@
-"""App factory of the extractor: its FastStream broker (handlers are registered here)."""
+"""App factory of the extractor: FastStream handlers for session events and extraction jobs,
+the egress-guarded HTTP client and proxy, and readiness.
+
+Acknowledgement is manual: a session event is acked after its jobs are queued; a job is acked
+when it is finished for good (session over), naked with the delay to its next run otherwise,
+and terminated after its dead letter is written. Undecodable messages go to the dead letters
+at once instead of blocking the queue.
+"""
 
 from __future__ import annotations
 
-from faststream.nats import NatsBroker
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Final
 
-from shared import bus
-from shared.settings import Settings
+import httpx
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+
+from services.extractor.extractors.browser import CHROMIUM
+from services.extractor.jobs import Jobs
+from services.extractor.registry import Context
+from shared import bus, logs, subjects, topology
+from shared.codec import PayloadError, decode, encode
+from shared.egress import EgressPolicy, client
+from shared.egress_proxy import EgressProxy
+from shared.health import Readiness
+from shared.jobs import DeadLetter, ExtractJob
+from shared.sessions import SessionEvent
+from shared.settings import Settings, SourceSettings
+from shared.times import SystemClock
+
+log = logs.get(__name__)
 
 SERVICE = "extractor"
 DESCRIPTION = (
     "The extractor: resolves playable HLS streams for sessions and keeps them "
     "fresh in the streams KV."
 )
+HEARTBEAT: Final = 10.0
+WORKERS: Final = 4
 
 
-def create_broker(settings: Settings, servers: list[str]) -> NatsBroker:
-    """The extractor's broker, with msgspec payloads and the shared connection policy."""
-    return bus.broker(servers, SERVICE, settings.nats, description=DESCRIPTION)
+def egress_policy(settings: Settings) -> EgressPolicy:
+    """The configured allow-list, plus the demo origin when demo sources are on."""
+    allow = list(settings.egress.allow)
+    if settings.extractor.demo_sources:
+        allow.append(httpx.URL(settings.extractor.demo_url).netloc.decode())
+    return EgressPolicy.from_strings(allow)
+
+
+class ExtractorApp:
+    """The extractor service."""
+
+    def __init__(self, settings: Settings, servers: list[str]) -> None:
+        self.settings = settings
+        self.policy = egress_policy(settings)
+        self.broker = bus.broker(servers, SERVICE, settings.nats, description=DESCRIPTION)
+        self.readiness = Readiness()
+        self.jobs: Jobs | None = None
+        self.http: httpx.AsyncClient | None = None
+        self.proxy: EgressProxy | None = None
+        self._resources = contextlib.AsyncExitStack()
+        self.broker.subscriber(
+            subjects.SESSIONS_ALL, stream=JStream(topology.SESSIONS_STREAM, declare=False),
+            durable=topology.EXTRACTOR_CONSUMER, pull_sub=PullSub(batch_size=1, timeout=1.0),
+            ack_policy=AckPolicy.MANUAL, description="Session events: queue or remove jobs",
+        )(self.on_session)
+        self.broker.subscriber(
+            subjects.EXTRACT_JOBS_ALL, stream=JStream(topology.JOBS_STREAM, declare=False),
+            durable=topology.WORKER_CONSUMER, pull_sub=PullSub(batch_size=1, timeout=1.0),
+            ack_policy=AckPolicy.MANUAL, max_workers=WORKERS,
+            description="Keep-fresh extraction jobs",
+        )(self.on_job)
+
+    def context(self, source: SourceSettings) -> Context:
+        if self.http is None or self.proxy is None:
+            raise RuntimeError("extractor not started")
+        return Context(client=self.http, policy=self.policy, headers=dict(source.headers),
+                       cookies=dict(source.cookies), deadline=self.settings.extractor.deadline,
+                       chromium=self.settings.extractor.chromium, proxy=self.proxy.url)
+
+    async def _dead_letter(self, msg: NatsMessage, reason: str, error_type: str) -> None:
+        raw = msg.raw_message
+        meta = raw.metadata
+        session = raw.subject.removeprefix(f"{subjects.SESSIONS_PREFIX}.").removeprefix(
+            f"{subjects.JOBS_PREFIX}.")
+        session_key = ".".join(session.split(".")[:3])
+        letter = DeadLetter(consumer=meta.consumer or "", subject=raw.subject,
+                            stream_sequence=meta.sequence.stream, deliveries=meta.num_delivered,
+                            reason=reason[:1000], error_type=error_type,
+                            payload=raw.data[:64 * 1024].decode("utf-8", errors="replace"),
+                            failed_at=datetime.now(UTC))
+        try:
+            subject = subjects.deadletter(topology.WORKER_CONSUMER if "jobs" in raw.subject
+                                          else topology.EXTRACTOR_CONSUMER, session_key)
+        except ValueError:
+            subject = subjects.deadletter("extractor", "0000.unknown.unknown")
+        if self.jobs is None:
+            raise RuntimeError("extractor not started")
+        await self.jobs.js.publish(subject, encode(letter),
+                                     headers={"Nats-Msg-Id": f"dl:{raw.subject}:{meta.sequence.stream}"})
+        log.error("dead letter", subject=raw.subject, reason=reason)
+
+    async def on_session(self, msg: NatsMessage) -> None:
+        """A session event: queue jobs (upcoming, live) or remove streams (ended, ...)."""
+        if self.jobs is None:
+            await msg.nack(delay=1.0)
+            return
+        try:
+            event = decode(msg.raw_message.data, SessionEvent)  # type: ignore[arg-type]
+        except PayloadError as exc:
+            await self._dead_letter(msg, str(exc), "PayloadError")
+            await msg.reject()
+            return
+        try:
+            await self.jobs.on_session(event)
+        except (NatsError, TimeoutError) as exc:
+            log.warning("session event not handled yet; retrying", error=str(exc))
+            await msg.nack(delay=2.0)
+            return
+        await msg.ack()
+
+    async def on_job(self, msg: NatsMessage) -> None:
+        """One run of a keep-fresh job, with in-progress heartbeats while it works."""
+        if self.jobs is None:
+            await msg.nack(delay=1.0)
+            return
+        try:
+            job = decode(msg.raw_message.data, ExtractJob)
+        except PayloadError as exc:
+            await self._dead_letter(msg, str(exc), "PayloadError")
+            await msg.reject()
+            return
+        async with self._heartbeat(msg):
+            try:
+                decision = await self.jobs.run(job, attempt=msg.raw_message.metadata.num_delivered)
+            except (NatsError, TimeoutError) as exc:
+                log.warning("job interrupted; retrying", error=str(exc) or type(exc).__name__)
+                await msg.nack(delay=2.0)
+                return
+        if decision.dead_letter:
+            await self._dead_letter(msg, decision.dead_letter, "ResolveError")
+            await msg.reject()
+        elif decision.stop:
+            await msg.ack()
+        else:
+            await msg.nack(delay=decision.next_run or 1.0)
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(self, msg: NatsMessage) -> AsyncIterator[None]:
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(HEARTBEAT)
+                await msg.in_progress()
+
+        task = asyncio.create_task(beat(), name="job-heartbeat")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def work(self, _: NatsBroker, nc: Client, stop: asyncio.Event) -> None:
+        """Open the client, proxy and buckets; the handlers use them until :meth:`close`."""
+        js = nc.jetstream()
+        self.http = await self._resources.enter_async_context(client(self.policy))
+        self.proxy = await self._resources.enter_async_context(EgressProxy(self.policy))
+        self.jobs = Jobs(self.settings, js, streams=await topology.streams_kv(js),
+                         sessions=await topology.sessions_kv(js), context=self.context,
+                         clock=SystemClock())
+        log.info("extractor ready", sources=sorted(self.jobs.catalog))
+        await stop.wait()
+
+    async def close(self) -> None:
+        """After the broker drained: close the browser, the proxy and the client."""
+        self.jobs = None
+        await CHROMIUM.shutdown()
+        await self._resources.aclose()

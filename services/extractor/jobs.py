@@ -1,0 +1,171 @@
+"""The NATS side of extraction: fan sessions out into jobs, run a job, write the KV record.
+
+``on_session`` turns ``upcoming``/``live`` into one keep-fresh job per matching source on the
+``JOBS`` work queue (deterministic message ids: a repeated event adds nothing) and removes a
+session's streams when it ends, is cancelled or moves. ``run`` does one run of a job: it reads
+the session's phase and the stream record, resolves or probes, and writes the record with
+compare-and-set; :mod:`services.extractor.worker` decides what that run means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+
+from services.extractor import catalog, worker
+from services.extractor.probe import ProbeError, ProbeResult, probe
+from services.extractor.registry import Context
+from services.extractor.resolve import ResolveError, page_url, resolve, to_record
+from services.extractor.worker import Decision
+from shared import logs, subjects
+from shared.codec import PayloadError, decode, encode
+from shared.jobs import ExtractJob
+from shared.sessions import Phase, Session, SessionEvent, phase_of
+from shared.settings import Settings, SourceSettings
+from shared.streams import Health, StreamRecord
+from shared.times import Clock
+
+log = logs.get(__name__)
+
+STARTS = frozenset({Phase.UPCOMING, Phase.LIVE})
+STOPS = frozenset({Phase.ENDED, Phase.CANCELLED, Phase.RESCHEDULED})
+
+
+def job_id(session: Session, source_id: str) -> str:
+    """Message id of a job: one per session, source and start time."""
+    start = session.start.isoformat() if session.start else "tbc"
+    return f"{session.key}:{source_id}:{start}"
+
+
+class Jobs:
+    """Extraction jobs of one extractor process."""
+
+    def __init__(self, settings: Settings, js: JetStreamContext, *, streams: KeyValue,
+                 sessions: KeyValue, context: Callable[[SourceSettings], Context],
+                 clock: Clock) -> None:
+        self.settings = settings
+        self.js = js
+        self.streams = streams
+        self.sessions = sessions
+        self.context = context
+        self.clock = clock
+        self.catalog = catalog.sources(settings)
+        self.last_probe: dict[str, ProbeResult] = {}
+
+    async def on_session(self, event: SessionEvent) -> int:
+        """React to a session event; returns how many jobs were queued."""
+        phase = phase_of(event)
+        session = event.session
+        if phase in STARTS:
+            queued = 0
+            for source in catalog.for_session(self.catalog, session):
+                job = ExtractJob(session=session, source_id=source.id)
+                ack = await self.js.publish(subjects.extract_job(session.key, source.id), encode(job),
+                                            headers={"Nats-Msg-Id": job_id(session, source.id)})
+                queued += 0 if ack.duplicate else 1
+            log.info("jobs queued", session=session.key, phase=phase.value, queued=queued)
+            return queued
+        if phase in STOPS:
+            await self.remove_session(session.key)
+        return 0
+
+    async def remove_session(self, key: str) -> None:
+        """Delete every stream record of a session."""
+        try:
+            keys = await self.streams.keys(filters=[subjects.stream_keys(key)])
+        except NoKeysError:
+            return
+        for k in keys:
+            await self.streams.delete(k)
+        log.info("session streams removed", session=key, streams=len(keys))
+
+    async def phase(self, key: str) -> Phase | None:
+        try:
+            entry = await self.sessions.get(key)
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        try:
+            return phase_of(decode(entry.value, SessionEvent))  # type: ignore[arg-type]
+        except PayloadError:
+            return None
+
+    async def record(self, key: str) -> tuple[StreamRecord | None, int | None]:
+        try:
+            entry = await self.streams.get(key)
+        except KeyNotFoundError:
+            return None, None
+        if entry.value is None:
+            return None, entry.revision
+        try:
+            return decode(entry.value, StreamRecord), entry.revision
+        except PayloadError as exc:
+            log.error("unreadable stream record replaced", key=key, error=str(exc))
+            return None, entry.revision
+
+    async def run(self, job: ExtractJob, *, attempt: int) -> Decision:
+        """One run of a job."""
+        session = job.session
+        key = subjects.stream_key(session.key, job.source_id)
+        source = self.catalog.get(job.source_id)
+        phase = await self.phase(session.key)
+        record, revision = await self.record(key)
+        if source is None or worker.should_stop(phase, True):
+            if record is not None:
+                await self.streams.delete(key)
+            self.last_probe.pop(key, None)
+            return Decision(stop=True, delete=record is not None)
+        now = self.clock.now()
+        interval = self.settings.extractor.probe_interval
+        try:
+            fresh = await self._refresh(record, source, session, key, now)
+        except (ResolveError, ProbeError) as exc:
+            decision = worker.after_failure(record, attempt=attempt, reason=str(exc), now=now,
+                                            probe_interval=interval)
+        else:
+            decision = worker.after_success(fresh, now, interval)
+        if decision.write is not None and _changed(record, decision.write):
+            try:
+                if revision is None:
+                    await self.streams.create(key, encode(decision.write))
+                else:
+                    await self.streams.update(key, encode(decision.write), last=revision)
+            except KeyWrongLastSequenceError:
+                log.info("record changed under us; running again", key=key)
+                return Decision(next_run=1.0)
+            if record is None or record.health != decision.write.health:
+                log.info("stream", key=key, health=decision.write.health.value,
+                         extractor=decision.write.extractor, detail=decision.write.health_detail)
+        return decision
+
+    async def _refresh(self, record: StreamRecord | None, source: SourceSettings, session: Session,
+                       key: str, now: datetime) -> StreamRecord:
+        ctx = self.context(source)
+        if worker.needs_resolve(record, now):
+            resolution = await resolve(page_url(source, session), source.extractor, ctx)
+            self.last_probe[key] = resolution.probe
+            return to_record(resolution, source=source, session=session, now=now)
+        if record is None:  # unreachable: needs_resolve() is True without a record
+            raise ResolveError([])
+        result = await probe(ctx.client, ctx.policy, record.upstream_url, headers=record.headers,
+                             cookies=record.cookies, previous=self.last_probe.get(key),
+                             deadline=ctx.deadline)
+        self.last_probe[key] = result
+        if result.health is Health.DEAD:
+            raise ProbeError(result.detail)
+        return msgspec.structs.replace(record, health=result.health, health_detail=result.detail,
+                                       variants=result.variants or record.variants, failures=0,
+                                       latency_ms=result.latency_ms)
+
+
+def _changed(old: StreamRecord | None, new: StreamRecord) -> bool:
+    """Whether a write is worth a KV revision (latency alone changes every probe: it is not)."""
+    if old is None:
+        return True
+    return msgspec.structs.replace(new, latency_ms=old.latency_ms) != old
