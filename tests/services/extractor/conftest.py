@@ -8,12 +8,20 @@ import pytest
 from litestar import Litestar
 
 from services.demo.app import create_app
+from services.extractor.extractors.browser import CHROMIUM
 from services.extractor.registry import Context
 from shared.egress import EgressPolicy, client
 from shared.egress_proxy import EgressProxy
 
 TOKEN = "tok-123"
 COOKIE = "cookie-abc"
+
+
+@pytest.fixture(autouse=True)
+async def fresh_chromium() -> AsyncIterator[None]:
+    """Each test ends with Chromium stopped: a browser belongs to one event loop."""
+    yield
+    await CHROMIUM.shutdown()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from litestar import Litestar, MediaType, get
@@ -17,13 +17,6 @@ from tests.services.extractor.conftest import COOKIE, TOKEN, allowing
 from tests.shared.test_egress import Origin
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(autouse=True)
-async def fresh_chromium() -> AsyncIterator[None]:
-    """Each test ends with Chromium stopped (and its profile removed)."""
-    yield
-    await CHROMIUM.shutdown()
 
 
 async def test_a_javascript_built_url_is_captured_from_the_network(ctx: Context, demo: str) -> None:
