@@ -14,7 +14,7 @@ from datetime import datetime
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from services.extractor import catalog, worker
@@ -25,6 +25,7 @@ from services.extractor.worker import Decision
 from shared import logs, subjects
 from shared.codec import PayloadError, decode, encode
 from shared.jobs import ExtractJob
+from shared.kv import keys as kv_keys
 from shared.sessions import Phase, Session, SessionEvent, phase_of
 from shared.settings import Settings, SourceSettings
 from shared.streams import Health, StreamRecord
@@ -76,10 +77,7 @@ class Jobs:
 
     async def remove_session(self, key: str) -> None:
         """Delete every stream record of a session."""
-        try:
-            keys = await self.streams.keys(filters=[subjects.stream_keys(key)])
-        except NoKeysError:
-            return
+        keys = await kv_keys(self.streams, subjects.stream_keys(key))
         for k in keys:
             await self.streams.delete(k)
         log.info("session streams removed", session=key, streams=len(keys))

@@ -12,6 +12,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from shared import subjects, topology
 from shared.codec import decode, encode
+from shared.kv import keys as kv_keys
 from shared.sessions import Live, Session, SessionEvent, SessionKind, Upcoming
 from shared.streams import Health, StreamRecord
 
@@ -152,3 +153,14 @@ async def test_a_watcher_follows_one_session_with_a_wildcard(nc: Client) -> None
     await asyncio.wait_for(collect(), 5)
     await watcher.stop()
     assert seen == [f"{race}.a", f"{race}.b"]
+
+
+async def test_keys_are_listed_by_wildcard_on_the_server(nc: Client) -> None:
+    """shared.kv.keys honours NATS wildcards (nats-py's own filter matches substrings only)."""
+    kv = await topology.streams_kv(nc.jetstream())
+    for key in ("2026.monaco.race.a", "2026.monaco.race.b", "2026.monaco.qualifying.a"):
+        await kv.put(key, b"{}")
+    await kv.delete("2026.monaco.race.b")
+    assert await kv_keys(kv, "2026.monaco.race.*") == ["2026.monaco.race.a"]
+    assert await kv_keys(kv, "*.monaco.*.a") == ["2026.monaco.race.a", "2026.monaco.qualifying.a"]
+    assert await kv_keys(kv, "2027.>") == []

@@ -18,7 +18,9 @@ import pytest
 
 from shared import topology
 from shared.codec import decode
+from shared.kv import keys as kv_keys
 from shared.sessions import SessionEvent
+from shared.streams import StreamRecord
 from tests.conftest import free_port
 from tests.procs import Proc, alive, base_env, children_of, module, status, wait_until
 
@@ -48,6 +50,21 @@ async def assert_topology_and_live_session(url: str) -> None:
         await nc.drain()
 
 
+async def sprint_streams(url: str) -> dict[str, str]:
+    """Health of each stream of the live demo sprint, by stream id."""
+    nc = await nats.connect(url)
+    try:
+        kv = await topology.streams_kv(nc.jetstream())
+        out = {}
+        for key in await kv_keys(kv, "*.demo.sprint.*"):
+            entry = await kv.get(key)
+            if entry.value:
+                out[key.rsplit(".", 1)[1]] = decode(entry.value, StreamRecord).health.value
+        return out
+    finally:
+        await nc.drain()
+
+
 def start_up(env: dict[str, str]) -> Proc:
     proc = Proc(slipstream("up"), env)
     proc.wait_for("Slipstream is ready", timeout=120)
@@ -65,6 +82,13 @@ def test_up_runs_the_system_restarts_the_dead_and_leaves_nothing_behind(tmp_path
         assert runtime["pid"] == proc.popen.pid
         asyncio.run(assert_topology_and_live_session(runtime["nats_url"]))
         assert runtime["nats_url"] != "nats://127.0.0.1:4222"
+
+        # The live demo session's streams are in the KV, healthy, within seconds.
+        def demo_streams_ok() -> bool:
+            got = asyncio.run(sprint_streams(runtime["nats_url"]))
+            return len(got) == 3 and all(h == "ok" for h in got.values())
+
+        wait_until(demo_streams_ok, 60, "three healthy demo streams")
 
         # The demo origin serves a live playlist whose media sequence advances.
         demo = f"http://127.0.0.1:{ports['demo']}/live/360p/index.m3u8"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from msgspec.structs import replace
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 
 from services.extractor.jobs import Jobs
 from services.extractor.registry import Context
@@ -18,6 +18,7 @@ from shared.codec import decode, encode
 from shared.egress import client
 from shared.egress_proxy import EgressProxy
 from shared.jobs import ExtractJob
+from shared.kv import keys as kv_keys
 from shared.sessions import Ended, Live, Session, SessionKind
 from shared.settings import load_settings
 from shared.streams import Health, StreamRecord
@@ -83,15 +84,19 @@ async def test_a_job_resolves_probes_and_writes_the_record(jobs: Jobs, nc: Clien
 
 
 async def test_ended_sessions_lose_their_streams_and_jobs(jobs: Jobs, nc: Client) -> None:
-    """ended removes the session's records; the job then stops for good."""
+    """ended removes that session's records (others stay); its job then stops for good."""
     await set_phase(nc, Live(session=SESSION, at=NOW))
     job = ExtractJob(session=SESSION, source_id="demo-plain")
     await jobs.run(job, attempt=1)
+    await jobs.run(ExtractJob(session=SESSION, source_id="demo-embedded"), attempt=1)
+    kv = await topology.streams_kv(nc.jetstream())
+    other = subjects.stream_key(f"{NOW.year}.demo.qualifying", "demo-plain")
+    await kv.put(other, (await kv.get(subjects.stream_key(SESSION.key, "demo-plain"))).value or b"")
+    assert len(await kv_keys(kv, subjects.stream_keys(SESSION.key))) == 2
     await set_phase(nc, Ended(session=SESSION, at=NOW))
     await jobs.on_session(Ended(session=SESSION, at=NOW))
-    kv = await topology.streams_kv(nc.jetstream())
-    with pytest.raises(NoKeysError):
-        await kv.keys(filters=[subjects.stream_keys(SESSION.key)])
+    assert await kv_keys(kv, subjects.stream_keys(SESSION.key)) == []
+    assert await kv_keys(kv) == [other]
     decision = await jobs.run(job, attempt=2)
     assert decision.stop
     with pytest.raises(KeyNotFoundError):
