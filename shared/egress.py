@@ -32,6 +32,10 @@ class EgressDeniedError(httpx.TransportError):
     """A fetch was refused by the egress policy (and nothing was sent)."""
 
 
+class UnresolvableHostError(EgressDeniedError):
+    """The host name does not resolve (nothing to check, nothing to connect to)."""
+
+
 def embedded_ipv4(ip: IPAddress) -> IPAddress:
     """The IPv4 address hidden in an IPv6 form (mapped, 6to4, NAT64), else ``ip`` itself."""
     if isinstance(ip, ipaddress.IPv6Address):
@@ -107,7 +111,7 @@ class EgressPolicy:
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise EgressDeniedError(f"cannot resolve {host}: {exc.strerror}") from exc
+            raise UnresolvableHostError(f"cannot resolve {host}: {exc.strerror}") from exc
         addresses = []
         for info in infos:
             ip = ipaddress.ip_address(info[4][0])

@@ -16,7 +16,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from shared import logs
-from shared.egress import EgressDeniedError, EgressPolicy
+from shared.egress import EgressDeniedError, EgressPolicy, UnresolvableHostError
 
 log = logs.get(__name__)
 
@@ -96,7 +96,10 @@ class EgressProxy:
                 asyncio.open_connection(addresses[0], port), CONNECT_TIMEOUT)
         except EgressDeniedError as exc:
             self.refused += 1
-            log.warning("egress refused", host=host, port=port, reason=str(exc))
+            # Unresolvable names are routine (Chromium's background requests on a closed
+            # network); refusals of private addresses are what an operator must see.
+            level = log.debug if isinstance(exc, UnresolvableHostError) else log.warning
+            level("egress refused", host=host, port=port, reason=str(exc))
             await self._reply(writer, 403, f"refused by the egress policy: {exc}")
             return
         except (OSError, TimeoutError) as exc:

@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show what a running `slipstream up` is doing")
     cal = sub.add_parser("calendar", help="print the season's sessions (works offline)")
     cal.add_argument("--season", type=int, metavar="YEAR", help="the season to show")
+    src = sub.add_parser("sources", help="work with stream sources")
+    src_sub = src.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
+    src_sub.add_parser("check", help="run the extractor chain on a page URL once and show "
+                       "what each extractor finds", add_help=False)
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} alone (as `python -m services.{name}`)",
                        add_help=False)
@@ -65,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = ["--config", args.config] if args.config else []
         cmd = python_module(f"services.{args.command}") + extra + rest
         # The service replaces this process, so signals reach it directly.
+        os.execv(cmd[0], cmd)  # noqa: S606
+    if args.command == "sources":
+        extra = ["--config", args.config] if args.config else []
+        cmd = [*python_module("services.extractor"), "check", *rest, *extra]
         os.execv(cmd[0], cmd)  # noqa: S606
     if rest:
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")

@@ -20,4 +20,8 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["check"]:
+        from services.extractor.check import main as check
+
+        sys.exit(check(sys.argv[2:]))
     sys.exit(run(SERVICE, DESCRIPTION, main))

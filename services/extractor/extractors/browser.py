@@ -60,7 +60,13 @@ class Chromium:
         args = [executable, "--headless=new", "--no-sandbox", "--disable-gpu",
                 "--disable-dev-shm-usage", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-                "--mute-audio", "--disable-extensions", f"--user-data-dir={self.profile}",
+                "--mute-audio", "--disable-extensions", "--disable-default-apps",
+                "--disable-domain-reliability", "--disable-client-side-phishing-detection",
+                "--disable-component-extensions-with-background-pages", "--no-default-browser-check",
+                "--disable-features=OptimizationHints,MediaRouter,Translate,DialMediaRouteProvider,"
+                "AutofillServerCommunication,CertificateTransparencyComponentUpdater",
+                "--metrics-recording-only", "--password-store=basic", "--use-mock-keychain",
+                "--safebrowsing-disable-auto-update", f"--user-data-dir={self.profile}",
                 "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
                 f"--proxy-server={proxy}", "--proxy-bypass-list=<-loopback>", "about:blank"]
         self.process = await asyncio.create_subprocess_exec(
