@@ -130,6 +130,8 @@ class SourceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     priority: int = 0
     #: Seconds after which a resolved URL is resolved again (when it carries no expiry itself).
     refresh: Seconds = 600.0
+    #: Extractions of this source running at once, across all extractor replicas.
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=64, description="1 to 64")] = 2
 
     def __post_init__(self) -> None:
         fields = {f for _, f, _, _ in string.Formatter().parse(self.url) if f is not None}

@@ -67,17 +67,11 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
         await client.drain()
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server on a free port (or SLIPSTREAM_TEST_REDIS_URL)."""
-    given = os.environ.get("SLIPSTREAM_TEST_REDIS_URL")
-    if given:
-        yield given
-        return
+def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a private redis-server on a free loopback port; return it and its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed: run `make test`, which installs it")
-    folder = tmp_path_factory.mktemp("redis")
     port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -89,8 +83,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 break
         except OSError:
             time.sleep(0.02)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free port (or SLIPSTREAM_TEST_REDIS_URL)."""
+    given = os.environ.get("SLIPSTREAM_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield url
     finally:
         proc.terminate()
         proc.wait(10)

@@ -25,6 +25,7 @@ from services.extractor.extractors.browser import CHROMIUM
 from services.extractor.jobs import Jobs
 from services.extractor.registry import Context
 from shared import bus, logs, subjects, topology
+from shared.cache import SharedState
 from shared.codec import PayloadError, decode, encode
 from shared.egress import EgressPolicy, client
 from shared.egress_proxy import EgressProxy
@@ -61,6 +62,9 @@ class ExtractorApp:
         self.policy = egress_policy(settings)
         self.broker = bus.broker(servers, SERVICE, settings.nats, description=DESCRIPTION)
         self.readiness = Readiness()
+        self.shared = SharedState(settings.redis.url, timeout=settings.redis.timeout)
+        if settings.redis.url:
+            self.readiness.add("redis", self.shared.check)
         self.jobs: Jobs | None = None
         self.http: httpx.AsyncClient | None = None
         self.proxy: EgressProxy | None = None
@@ -173,7 +177,7 @@ class ExtractorApp:
         self.proxy = await self._resources.enter_async_context(EgressProxy(self.policy))
         self.jobs = Jobs(self.settings, js, streams=await topology.streams_kv(js),
                          sessions=await topology.sessions_kv(js), context=self.context,
-                         clock=SystemClock())
+                         clock=SystemClock(), shared=self.shared)
         log.info("extractor ready", sources=sorted(self.jobs.catalog))
         await stop.wait()
 
@@ -182,3 +186,4 @@ class ExtractorApp:
         self.jobs = None
         await CHROMIUM.shutdown()
         await self._resources.aclose()
+        await self.shared.close()

@@ -20,9 +20,20 @@ from nats.js.kv import KeyValue
 from services.extractor import catalog, worker
 from services.extractor.probe import ProbeError, ProbeResult, probe
 from services.extractor.registry import Context
-from services.extractor.resolve import ResolveError, page_url, resolve, to_record
+from services.extractor.resolve import (
+    Attempt,
+    CachedFound,
+    Resolution,
+    ResolveError,
+    cache_key,
+    expiry_from_url,
+    page_url,
+    resolve,
+    to_record,
+)
 from services.extractor.worker import Decision
 from shared import logs, subjects
+from shared.cache import LimitTimeoutError, SharedState
 from shared.codec import PayloadError, decode, encode
 from shared.jobs import ExtractJob
 from shared.kv import keys as kv_keys
@@ -48,13 +59,14 @@ class Jobs:
 
     def __init__(self, settings: Settings, js: JetStreamContext, *, streams: KeyValue,
                  sessions: KeyValue, context: Callable[[SourceSettings], Context],
-                 clock: Clock) -> None:
+                 clock: Clock, shared: SharedState | None = None) -> None:
         self.settings = settings
         self.js = js
         self.streams = streams
         self.sessions = sessions
         self.context = context
         self.clock = clock
+        self.shared = shared or SharedState(None)
         self.catalog = catalog.sources(settings)
         self.last_probe: dict[str, ProbeResult] = {}
 
@@ -142,11 +154,42 @@ class Jobs:
                          extractor=decision.write.extractor, detail=decision.write.health_detail)
         return decision
 
+    async def _resolve(self, source: SourceSettings, url: str, ctx: Context, *,
+                       fresh: bool) -> Resolution:
+        """Resolve a page: from the shared cache when another run just did it, else the chain
+        under the source's concurrency limit (shared by replicas)."""
+        key = cache_key(source, url)
+        cached = None if fresh else await self.shared.get(key)
+        if cached is not None:
+            try:
+                hit = decode(cached, CachedFound)
+                found = hit.found()
+                result = await probe(ctx.client, ctx.policy, found.url, headers=found.headers,
+                                     cookies=found.cookies, deadline=ctx.deadline)
+            except (PayloadError, ProbeError) as exc:
+                log.info("cached extraction unusable; resolving", source=source.id, reason=str(exc))
+            else:
+                if result.health is not Health.DEAD:
+                    return Resolution(found=found, extractor=hit.extractor, probe=result)
+        try:
+            async with self.shared.limit(f"source:{source.id}", source.max_concurrent,
+                                         wait=ctx.deadline):
+                resolution = await resolve(url, source.extractor, ctx)
+        except LimitTimeoutError as exc:
+            raise ResolveError([Attempt("limit", ok=False, detail=str(exc), elapsed_ms=0)]) from exc
+        expires = resolution.found.expires_at or expiry_from_url(resolution.found.url)
+        ttl = source.refresh
+        if expires is not None:
+            ttl = min(ttl, (expires - self.clock.now()).total_seconds() - 60)
+        await self.shared.set(key, encode(CachedFound.of(resolution)), ttl)
+        return resolution
+
     async def _refresh(self, record: StreamRecord | None, source: SourceSettings, session: Session,
                        key: str, now: datetime) -> StreamRecord:
         ctx = self.context(source)
         if worker.needs_resolve(record, now):
-            resolution = await resolve(page_url(source, session), source.extractor, ctx)
+            resolution = await self._resolve(source, page_url(source, session), ctx,
+                                             fresh=record is not None and record.failures > 0)
             self.last_probe[key] = resolution.probe
             return to_record(resolution, source=source, session=session, now=now)
         if record is None:  # unreachable: needs_resolve() is True without a record

@@ -5,6 +5,7 @@ expiry from signed URLs, and the private record written to the KV.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -12,12 +13,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 from urllib.parse import parse_qs, quote, urlsplit
 
+import msgspec
+
 from services.extractor import registry
 from services.extractor.probe import ProbeError, ProbeResult, probe
 from services.extractor.registry import Context, ExtractionError, Found
 from shared.sessions import Session
 from shared.settings import SourceSettings
 from shared.streams import StreamRecord
+from shared.times import UtcDateTime
 
 _HEADER_NAME: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _COOKIE_NAME: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
@@ -62,6 +66,33 @@ class Resolution:
     extractor: str
     probe: ProbeResult
     attempts: list[Attempt] = field(default_factory=list)
+
+
+class CachedFound(msgspec.Struct, frozen=True, kw_only=True):
+    """An extraction result cached for replicas (Redis) so they do not redo the same page."""
+
+    url: str
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    cookies: dict[str, str] = msgspec.field(default_factory=dict)
+    title: str = ""
+    extractor: str
+    expires_at: UtcDateTime | None = None
+
+    @classmethod
+    def of(cls, resolution: Resolution) -> CachedFound:
+        f = resolution.found
+        return cls(url=f.url, headers=dict(f.headers), cookies=dict(f.cookies), title=f.title,
+                   extractor=resolution.extractor, expires_at=f.expires_at)
+
+    def found(self) -> Found:
+        return Found(url=self.url, headers=self.headers, cookies=self.cookies, title=self.title,
+                     expires_at=self.expires_at)
+
+
+def cache_key(source: SourceSettings, url: str) -> str:
+    """Cache key of a source's page: the same page resolves to the same stream."""
+    digest = hashlib.sha256(f"{source.id}\0{source.extractor}\0{url}".encode()).hexdigest()[:24]
+    return f"extract:{source.id}:{digest}"
 
 
 def page_url(source: SourceSettings, session: Session) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from litestar import Litestar
@@ -28,6 +30,19 @@ async def fresh_chromium() -> AsyncIterator[None]:
 def demo(serve: Callable[[Litestar], str]) -> str:
     """A live demo origin (real clock) on a loopback port; returns its base URL."""
     return serve(create_app(token=TOKEN, cookie=COOKIE))
+
+
+class Counting:
+    """An ASGI wrapper that counts requests per path."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.hits: Counter[str] = Counter()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.hits[scope["path"]] += 1
+        await self.app(scope, receive, send)
 
 
 def allowing(*bases: str) -> EgressPolicy:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from msgspec.structs import replace
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
+from services.demo.app import create_app
 from services.extractor.jobs import Jobs
 from services.extractor.registry import Context
 from services.extractor.worker import MAX_ATTEMPTS
 from shared import subjects, topology
+from shared.cache import SharedState
 from shared.codec import decode, encode
 from shared.egress import client
 from shared.egress_proxy import EgressProxy
@@ -23,7 +27,7 @@ from shared.sessions import Ended, Live, Session, SessionKind
 from shared.settings import load_settings
 from shared.streams import Health, StreamRecord
 from shared.times import SystemClock
-from tests.services.extractor.conftest import allowing
+from tests.services.extractor.conftest import Counting, allowing
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SESSION = Session(key=f"{NOW.year}.demo.race", season=NOW.year, round=2, event="Demo GP",
@@ -143,3 +147,38 @@ async def test_a_source_that_never_resolves_ends_in_the_dead_letters(jobs: Jobs,
     assert last.stop
     assert last.dead_letter is not None
     assert "HTTP 404" in last.dead_letter
+
+
+async def test_replicas_share_extractions_through_redis(nc: Client, redis_url: str,
+                                                        serve: Callable[[Any], str],
+                                                        tmp_path: Path) -> None:
+    """Two replicas, two sessions, one source page: the page is extracted once, via the cache."""
+    origin = Counting(create_app())
+    demo = serve(origin)
+    settings = load_settings(env={
+        "SLIPSTREAM_DATA_DIR": str(tmp_path), "SLIPSTREAM_EXTRACTOR_DEMO_SOURCES": "true",
+        "SLIPSTREAM_EXTRACTOR_DEMO_URL": demo})
+    policy = allowing(demo)
+    js = nc.jetstream()
+    quali = replace(SESSION, key=f"{NOW.year}.demo.qualifying", kind=SessionKind.QUALIFYING)
+    for s in (SESSION, quali):
+        await set_phase(nc, Live(session=s, at=NOW))
+    async with client(policy) as http:
+        replicas = []
+        for _ in range(2):
+            def context(source: object) -> Context:
+                return Context(client=http, policy=policy, deadline=10.0)
+            replicas.append(Jobs(settings, js, streams=await topology.streams_kv(js),
+                                 sessions=await topology.sessions_kv(js), context=context,
+                                 clock=SystemClock(), shared=SharedState(redis_url)))
+        await replicas[0].run(ExtractJob(session=SESSION, source_id="demo-embedded"), attempt=1)
+        await replicas[1].run(ExtractJob(session=quali, source_id="demo-embedded"), attempt=1)
+        for r in replicas:
+            await r.shared.close()
+    assert origin.hits["/pages/embedded"] == 1
+    kv = await topology.streams_kv(js)
+    for s in (SESSION, quali):
+        rec = decode((await kv.get(subjects.stream_key(s.key, "demo-embedded"))).value or b"",
+                     StreamRecord)
+        assert rec.health is Health.OK
+        assert rec.extractor == "http"

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from shared.sessions import Live, Session, SessionKind
 from shared.streams import Health, StreamRecord
 from tests.conftest import free_port
 from tests.procs import Proc, base_env, module, status, wait_until
+from tests.services.extractor.conftest import Counting
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -31,19 +31,6 @@ SESSION = Session(key=f"{NOW.year}.demo.race", season=NOW.year, round=2, event="
                   kind=SessionKind.RACE, name="Race", start=NOW - timedelta(minutes=5),
                   end=NOW + timedelta(hours=2))
 SOURCES = ("demo-plain", "demo-embedded", "demo-scripted")
-
-
-class Counting:
-    """An ASGI wrapper that counts requests per path."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.hits: Counter[str] = Counter()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            self.hits[scope["path"]] += 1
-        await self.app(scope, receive, send)
 
 
 def extractor(url: str, demo: str, tmp: Path, name: str) -> tuple[Proc, int]:
