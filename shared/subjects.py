@@ -90,6 +90,16 @@ def extract_job(session: str, source_id: str) -> str:
     return f"{JOBS_PREFIX}.{check_session_key(session)}.{check_token(source_id)}"
 
 
+def stream_feed(session: str | None = None) -> str:
+    """The change feed of stream records: the ``streams`` KV's own subjects.
+
+    This is how other services follow streams (resolved, updated, health changed, removed):
+    each message is a ``StreamRecord`` (JSON), or a removal with header ``KV-Operation: DEL``
+    (or ``PURGE``) and no body. Subscribe with core NATS, or watch the bucket for a snapshot first.
+    """
+    return f"$KV.streams.{stream_keys(session)}"
+
+
 def deadletter(consumer: str, session: str) -> str:
     """Subject of a job that failed for good: ``deadletter.extractor.2026.monaco.race``."""
     return f"{DEADLETTER_PREFIX}.{check_token(consumer)}.{check_session_key(session)}"

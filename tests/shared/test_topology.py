@@ -164,3 +164,28 @@ async def test_keys_are_listed_by_wildcard_on_the_server(nc: Client) -> None:
     assert await kv_keys(kv, "2026.monaco.race.*") == ["2026.monaco.race.a"]
     assert await kv_keys(kv, "*.monaco.*.a") == ["2026.monaco.race.a", "2026.monaco.qualifying.a"]
     assert await kv_keys(kv, "2027.>") == []
+
+
+async def test_other_services_follow_streams_on_the_kv_feed(nc: Client) -> None:
+    """A plain subscriber on stream_feed() sees records as StreamRecords and removals as DEL."""
+    race = "2026.monaco.race"
+    got: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
+
+    async def on(msg: object) -> None:
+        m = msg  # nats.aio.msg.Msg
+        op = (m.headers or {}).get("KV-Operation", "PUT")  # type: ignore[attr-defined]
+        await got.put((m.subject, op, m.data))  # type: ignore[attr-defined]
+
+    sub = await nc.subscribe(subjects.stream_feed(race), cb=on)
+    kv = await topology.streams_kv(nc.jetstream())
+    await kv.put(subjects.stream_key("2026.monaco.qualifying", "x"), encode(stream_record(race, "x")))
+    await kv.put(subjects.stream_key(race, "a"), encode(stream_record(race, "a")))
+    await kv.delete(subjects.stream_key(race, "a"))
+    put = await asyncio.wait_for(got.get(), 2)
+    removed = await asyncio.wait_for(got.get(), 2)
+    await sub.unsubscribe()
+    assert put[0] == "$KV.streams.2026.monaco.race.a"
+    assert put[1] == "PUT"
+    assert decode(put[2], StreamRecord).id == "a"
+    assert removed[:2] == ("$KV.streams.2026.monaco.race.a", "DEL")
+    assert got.empty()
