@@ -1,0 +1,184 @@
+"""The HLS playlist rewriter: every URI of a playlist becomes a relay URL. Pure: text in, text out.
+
+What is a URI, and of what kind, is decided by its position (RFC 8216bis), never by its
+extension: the line after ``EXT-X-STREAM-INF`` is a playlist, other URI lines are media
+segments, and these attributes are rewritten:
+
+    EXT-X-MEDIA URI (playlist)            EXT-X-I-FRAME-STREAM-INF URI (playlist)
+    EXT-X-KEY / EXT-X-SESSION-KEY URI     EXT-X-MAP URI (media; BYTERANGE kept)
+    EXT-X-PART URI (media)                EXT-X-PRELOAD-HINT URI (media)
+    EXT-X-RENDITION-REPORT URI (playlist) EXT-X-SESSION-DATA URI (data)
+    EXT-X-CONTENT-STEERING SERVER-URI     EXT-X-DATERANGE X-ASSET-URI (playlist), X-ASSET-LIST
+
+Relative URIs resolve against the playlist's final URL (after redirects). Variables from
+``EXT-X-DEFINE`` (``NAME``/``VALUE``, ``QUERYPARAM`` from that URL, ``IMPORT`` given by the
+caller) are substituted in URIs before they are resolved; ``QUERYPARAM`` definitions are then
+dropped, since their values usually are credentials and the client no longer needs them.
+Every other line, unknown tags included, is kept byte for byte. URIs with a scheme other than
+http(s) (``skd://``, ``data:``) are kept as they are: they are not fetched through the relay.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Final
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+
+class Kind:
+    """What a URI points at, which decides how the relay serves it (plain strings: hot path)."""
+
+    PLAYLIST: Final = "p"
+    MEDIA: Final = "m"
+    KEY: Final = "k"
+    DATA: Final = "d"
+
+
+class PlaylistError(ValueError):
+    """The text is not an HLS playlist the relay can rewrite."""
+
+
+#: Turns an absolute upstream URL into a relay URL for that kind of resource.
+Mint = Callable[[str, str], str]
+
+MAX_LINE: Final = 64 * 1024
+_URI_ATTRS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
+    "#EXT-X-MEDIA:": (("URI", Kind.PLAYLIST),),
+    "#EXT-X-I-FRAME-STREAM-INF:": (("URI", Kind.PLAYLIST),),
+    "#EXT-X-KEY:": (("URI", Kind.KEY),),
+    "#EXT-X-SESSION-KEY:": (("URI", Kind.KEY),),
+    "#EXT-X-MAP:": (("URI", Kind.MEDIA),),
+    "#EXT-X-PART:": (("URI", Kind.MEDIA),),
+    "#EXT-X-PRELOAD-HINT:": (("URI", Kind.MEDIA),),
+    "#EXT-X-RENDITION-REPORT:": (("URI", Kind.PLAYLIST),),
+    "#EXT-X-SESSION-DATA:": (("URI", Kind.DATA),),
+    "#EXT-X-CONTENT-STEERING:": (("SERVER-URI", Kind.DATA),),
+    "#EXT-X-DATERANGE:": (("X-ASSET-URI", Kind.PLAYLIST), ("X-ASSET-LIST", Kind.DATA)),
+}
+_ATTR: Final = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^",\r\n]*)')
+_VAR: Final = re.compile(r"\{\$([A-Za-z0-9_-]+)\}")
+
+
+def attributes(text: str) -> dict[str, str]:
+    """An attribute list as a dict (quoted values unquoted)."""
+    return {m[1]: m[2][1:-1] if m[2].startswith('"') else m[2] for m in _ATTR.finditer(text)}
+
+
+class _Resolver:
+    """Resolves URIs against one base URL, with a fast path for plain relative names."""
+
+    def __init__(self, base: str, variables: dict[str, str]) -> None:
+        self.base = base
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise PlaylistError("the playlist URL is not an absolute http(s) URL")
+        self.prefix = base[: base.rfind("/", len(parts.scheme) + 3 + len(parts.netloc)) + 1] \
+            if "/" in parts.path else f"{parts.scheme}://{parts.netloc}/"
+        self.variables = variables
+
+    def __call__(self, uri: str) -> str | None:
+        """The absolute http(s) URL of ``uri``, or ``None`` to leave it untouched."""
+        if "{$" in uri:
+            uri = _VAR.sub(self._substitute, uri)
+        first = uri[:1]
+        if first and first not in "/.?#" and ":" not in uri[:8]:
+            return self.prefix + uri  # the common case: a name next to the playlist
+        absolute = urljoin(self.base, uri)
+        return absolute if absolute.startswith(("http://", "https://")) else None
+
+    def _substitute(self, match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in self.variables:
+            raise PlaylistError(f"undefined variable {{${name}}} in a URI")
+        return self.variables[name]
+
+
+def _rewrite_attrs(line: str, spec: tuple[tuple[str, str], ...], resolve: _Resolver,
+                   mint: Mint) -> str:
+    for name, kind in spec:
+        key = f'{name}="'
+        start = line.find(key)
+        # Attribute names are matched at an attribute boundary only (after ":" or ",").
+        while start != -1 and line[start - 1] not in ":,":
+            start = line.find(key, start + 1)
+        if start == -1:
+            continue
+        value_start = start + len(key)
+        end = line.find('"', value_start)
+        if end == -1:
+            raise PlaylistError(f"unterminated {name} attribute")
+        absolute = resolve(line[value_start:end])
+        if absolute is not None:
+            line = line[:value_start] + mint(absolute, kind) + line[end:]
+    return line
+
+
+_DEFINE: Final = re.compile(r"^#EXT-X-DEFINE:([^\r\n]*)(\r?\n)?", re.M)
+
+
+def rewrite(text: str, base: str, mint: Mint, *, imports: Mapping[str, str] | None = None) -> str:
+    """Rewrite every URI of ``text`` (fetched from ``base``) with ``mint``.
+
+    Raises :class:`PlaylistError` for anything that is not a rewritable HLS playlist.
+    """
+    body = text.removeprefix("\ufeff")
+    if not body.startswith("#EXTM3U"):
+        raise PlaylistError("not an HLS playlist (no #EXTM3U header)")
+    variables: dict[str, str] = {}
+    if "#EXT-X-DEFINE:" in body:
+        body = _defines(body, base, variables, imports or {})
+    resolve = _Resolver(base, variables)
+    # URI lines of a master playlist follow EXT-X-STREAM-INF (the spec allows nothing else
+    # there, and a playlist is master or media, never both): the kind follows from the position.
+    line_kind = Kind.PLAYLIST if "#EXT-X-STREAM-INF:" in body else Kind.MEDIA
+    lines = body.split("\n")
+    long_body = len(body) > MAX_LINE
+    # The hot loop: one cheap test per line; only URI lines and URI-bearing tags do more.
+    for i, line in enumerate(lines):
+        first = line[:1]
+        if first == "#":
+            if line.startswith("#EXT-X-"):
+                spec = _URI_ATTRS.get(line[: line.find(":") + 1])
+                if spec is not None:
+                    lines[i] = _rewrite_attrs(line, spec, resolve, mint)
+        elif first and first != "\r":
+            uri = line.strip()
+            if uri:
+                absolute = resolve(uri)
+                if absolute is not None:
+                    lines[i] = mint(absolute, line_kind) + ("\r" if line[-1] == "\r" else "")
+        if long_body and len(line) > MAX_LINE:
+            raise PlaylistError(f"a line is longer than {MAX_LINE} characters")
+    return "\n".join(lines)
+
+
+def _defines(body: str, base: str, variables: dict[str, str], imports: Mapping[str, str]) -> str:
+    """Collect EXT-X-DEFINE variables; drop the QUERYPARAM ones (values from the URL)."""
+    query = {k: v[0] for k, v in parse_qs(urlsplit(base).query).items()}
+
+    def one(match: re.Match[str]) -> str:
+        keep = _define("#EXT-X-DEFINE:" + match[1], variables, query, imports)
+        return match[0] if keep else ""
+
+    return _DEFINE.sub(one, body)
+
+
+def _define(content: str, variables: dict[str, str], query: Mapping[str, str],
+            imports: Mapping[str, str]) -> bool:
+    """Record an EXT-X-DEFINE; return whether its line stays in the output."""
+    attrs = attributes(content[len("#EXT-X-DEFINE:"):])
+    if "NAME" in attrs:
+        variables[attrs["NAME"]] = attrs.get("VALUE", "")
+        return True
+    if "IMPORT" in attrs:
+        if attrs["IMPORT"] in imports:
+            variables[attrs["IMPORT"]] = imports[attrs["IMPORT"]]
+        return True
+    if "QUERYPARAM" in attrs:
+        name = attrs["QUERYPARAM"]
+        if name not in query:
+            raise PlaylistError(f"QUERYPARAM {name!r} is not in the playlist URL")
+        variables[name] = query[name]
+        return False
+    return True

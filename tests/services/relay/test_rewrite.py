@@ -1,0 +1,207 @@
+"""The playlist rewriter alone: golden cases per tag, m3u8 as an oracle, and hostile input."""
+
+from __future__ import annotations
+
+import posixpath
+from urllib.parse import urlsplit
+
+import m3u8
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.relay.rewrite import Kind, PlaylistError, rewrite
+
+BASE = "https://cdn.test/live/abc/index.m3u8?token=SECRET"
+
+
+class Mint:
+    """A test minter: numbered relay URLs that keep the media extension, and a way back."""
+
+    def __init__(self) -> None:
+        self.urls: dict[str, str] = {}
+        self.back: dict[str, str] = {}
+
+    def __call__(self, url: str, kind: str) -> str:
+        if url not in self.urls:
+            ext = posixpath.splitext(urlsplit(url).path)[1] if kind == Kind.MEDIA else ""
+            relay = f"/r/{kind}/{len(self.urls)}{ext}"
+            self.urls[url] = relay
+            self.back[relay] = url
+        return self.urls[url]
+
+
+MASTER = """#EXTM3U\r
+#EXT-X-VERSION:7\r
+#EXT-X-DEFINE:NAME="cdn",VALUE="https://cdn2.test"\r
+#EXT-X-DEFINE:QUERYPARAM="token"\r
+#EXT-X-CONTENT-STEERING:SERVER-URI="/steer.json",PATHWAY-ID="A"\r
+#EXT-X-SESSION-DATA:DATA-ID="com.x.title",VALUE="Race"\r
+#EXT-X-SESSION-DATA:DATA-ID="com.x.info",URI="info.json"\r
+#EXT-X-SESSION-KEY:METHOD=SAMPLE-AES,URI="skd://key-id",KEYFORMAT="com.apple.streamingkeydelivery"\r
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="English",DEFAULT=YES,URI="audio/en.m3u8"\r
+#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="sub",NAME="English",URI="../subs/en.m3u8?t={$token}"\r
+#EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID="cc",NAME="CC1",INSTREAM-ID="CC1"\r
+#EXT-X-STREAM-INF:BANDWIDTH=2000000,RESOLUTION=1280x720,CODECS="avc1.64001f,mp4a.40.2",AUDIO="aud"\r
+720/index.m3u8\r
+#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\r
+{$cdn}/360/index.m3u8\r
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=100000,URI="iframes.m3u8"\r
+#EXT-UNKNOWN-TAG:keep me exactly , "as is"\r
+"""
+
+
+def test_master_playlist_golden() -> None:
+    """Every URI in a master playlist is rewritten by position; everything else is kept."""
+    mint = Mint()
+    out = rewrite(MASTER, BASE, mint)
+    assert out == """#EXTM3U\r
+#EXT-X-VERSION:7\r
+#EXT-X-DEFINE:NAME="cdn",VALUE="https://cdn2.test"\r
+#EXT-X-CONTENT-STEERING:SERVER-URI="/r/d/0",PATHWAY-ID="A"\r
+#EXT-X-SESSION-DATA:DATA-ID="com.x.title",VALUE="Race"\r
+#EXT-X-SESSION-DATA:DATA-ID="com.x.info",URI="/r/d/1"\r
+#EXT-X-SESSION-KEY:METHOD=SAMPLE-AES,URI="skd://key-id",KEYFORMAT="com.apple.streamingkeydelivery"\r
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="English",DEFAULT=YES,URI="/r/p/2"\r
+#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="sub",NAME="English",URI="/r/p/3"\r
+#EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID="cc",NAME="CC1",INSTREAM-ID="CC1"\r
+#EXT-X-STREAM-INF:BANDWIDTH=2000000,RESOLUTION=1280x720,CODECS="avc1.64001f,mp4a.40.2",AUDIO="aud"\r
+/r/p/4\r
+#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\r
+/r/p/5\r
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=100000,URI="/r/p/6"\r
+#EXT-UNKNOWN-TAG:keep me exactly , "as is"\r
+"""
+    assert mint.back == {
+        "/r/d/0": "https://cdn.test/steer.json",
+        "/r/d/1": "https://cdn.test/live/abc/info.json",
+        "/r/p/2": "https://cdn.test/live/abc/audio/en.m3u8",
+        "/r/p/3": "https://cdn.test/live/subs/en.m3u8?t=SECRET",
+        "/r/p/4": "https://cdn.test/live/abc/720/index.m3u8",
+        "/r/p/5": "https://cdn2.test/360/index.m3u8",
+        "/r/p/6": "https://cdn.test/live/abc/iframes.m3u8",
+    }
+    assert "SECRET" not in out
+    assert "cdn.test" not in out
+
+
+MEDIA = """#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-TARGETDURATION:2
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.0
+#EXT-X-PART-INF:PART-TARGET=0.5
+#EXT-X-MEDIA-SEQUENCE:100
+#EXT-X-KEY:METHOD=AES-128,URI="https://keys.test/k?id=1",IV=0x0123456789ABCDEF0123456789ABCDEF
+#EXT-X-MAP:URI="init.mp4",BYTERANGE="720@0"
+#EXT-X-PROGRAM-DATE-TIME:2026-05-03T20:00:00.000Z
+#EXT-X-DATERANGE:ID="ad1",CLASS="com.apple.hls.interstitial",START-DATE="2026-05-03T20:00:02Z",X-ASSET-URI="ads/ad.m3u8",X-ASSET-LIST="ads/list.json"
+#EXTINF:2.000,
+#EXT-X-BYTERANGE:1000@720
+media.mp4
+#EXTINF:2.000,
+#EXT-X-BYTERANGE:1000
+media.mp4
+#EXT-X-KEY:METHOD=NONE
+#EXTINF:2.000,title with, a comma
+//cdn3.test/seg/102.m4s
+#EXT-X-PART:DURATION=0.5,URI="part103.0.m4s",INDEPENDENT=YES
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part103.1.m4s"
+#EXT-X-RENDITION-REPORT:URI="../360/index.m3u8",LAST-MSN=102,LAST-PART=0
+"""
+
+
+def test_media_playlist_golden() -> None:
+    """Segments, keys, maps, parts, hints, reports and date ranges; byte ranges keep meaning."""
+    mint = Mint()
+    out = rewrite(MEDIA, BASE, mint)
+    lines = out.splitlines()
+    assert lines[6] == ('#EXT-X-KEY:METHOD=AES-128,URI="/r/k/0",'
+                        "IV=0x0123456789ABCDEF0123456789ABCDEF")
+    assert lines[7] == '#EXT-X-MAP:URI="/r/m/1.mp4",BYTERANGE="720@0"'
+    assert lines[9] == ('#EXT-X-DATERANGE:ID="ad1",CLASS="com.apple.hls.interstitial",'
+                        'START-DATE="2026-05-03T20:00:02Z",X-ASSET-URI="/r/p/2",X-ASSET-LIST="/r/d/3"')
+    # The same resource twice: the same relay URL, so an offset-less byte range still follows on.
+    assert lines[12] == lines[15] == "/r/m/4.mp4"
+    assert lines[14] == "#EXT-X-BYTERANGE:1000"
+    assert lines[17] == "#EXTINF:2.000,title with, a comma"
+    assert lines[18] == "/r/m/5.m4s"
+    assert lines[19] == '#EXT-X-PART:DURATION=0.5,URI="/r/m/6.m4s",INDEPENDENT=YES'
+    assert lines[20] == '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="/r/m/7.m4s"'
+    assert lines[21] == '#EXT-X-RENDITION-REPORT:URI="/r/p/8",LAST-MSN=102,LAST-PART=0'
+    assert mint.back["/r/m/5.m4s"] == "https://cdn3.test/seg/102.m4s"
+    assert mint.back["/r/p/8"] == "https://cdn.test/live/360/index.m3u8"
+    for original, rewritten in zip(MEDIA.splitlines(), lines, strict=True):
+        if "URI" not in original and not original.endswith((".mp4", ".m4s")):
+            assert rewritten == original
+
+
+def test_m3u8_parses_the_rewritten_playlist_to_the_same_structure() -> None:
+    """m3u8 as the oracle: same segments, durations, byte ranges, keys, parts and variants."""
+    for text in (MEDIA, MASTER.replace("{$cdn}", "https://cdn2.test")
+                 .replace('#EXT-X-DEFINE:QUERYPARAM="token"\r\n', "").replace("{$token}", "x")):
+        mint = Mint()
+        before = m3u8.loads(text, uri=BASE)
+        after = m3u8.loads(rewrite(text, BASE, mint), uri="https://relay.test/r/")
+        assert len(after.segments) == len(before.segments)
+        for a, b in zip(after.segments, before.segments, strict=True):
+            assert (a.duration, a.byterange, a.title) == (b.duration, b.byterange, b.title)
+            assert (a.uri is None) == (b.uri is None)  # a segment of parts only has no URI
+            if a.uri is not None:
+                assert mint.back[a.uri] == b.absolute_uri
+            assert [mint.back[p.uri] for p in a.parts] == [p.absolute_uri for p in b.parts]
+        assert [p.stream_info.bandwidth for p in after.playlists] == [
+            p.stream_info.bandwidth for p in before.playlists]
+        assert [mint.back[p.uri] for p in after.playlists] == [p.absolute_uri for p in before.playlists]
+        assert [k.method if k else None for k in after.keys] == [
+            k.method if k else None for k in before.keys]
+        assert len(after.media) == len(before.media)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("<html><body>not a playlist</body></html>", "no #EXTM3U"),
+    ('{"json": true}', "no #EXTM3U"),
+    ("", "no #EXTM3U"),
+    ("#EXTM3U\n#EXTINF:2,\n{$nope}/a.ts\n", "undefined variable"),
+    ('#EXTM3U\n#EXT-X-DEFINE:QUERYPARAM="missing"\n', "QUERYPARAM"),
+    ("#EXTM3U\n" + "x" * 70_000 + "\n", "longer than"),
+    ('#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="unterminated\n', "unterminated"),
+])
+def test_bad_playlists_give_one_typed_error(text: str, message: str) -> None:
+    """HTML, JSON, empty, bad variables, huge lines, broken quotes: PlaylistError, readable."""
+    with pytest.raises(PlaylistError, match=message):
+        rewrite(text, BASE, Mint())
+
+
+segment_uri = st.one_of(
+    st.from_regex(r"[a-z0-9_]{1,12}\.(ts|m4s|aac|mp4)", fullmatch=True),
+    st.from_regex(r"https://[a-z]{1,8}\.test/[a-z0-9/]{0,20}\.ts\?tok=[A-Za-z0-9]{0,12}",
+                  fullmatch=True),
+    st.from_regex(r"/[a-z0-9/]{1,20}\.ts", fullmatch=True),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.1, 10, allow_nan=False), segment_uri), min_size=1,
+                max_size=40), st.sampled_from(["\n", "\r\n"]))
+def test_generated_playlists_keep_their_segments_and_hide_upstream(
+        segments: list[tuple[float, str]], eol: str) -> None:
+    """Any generated media playlist: same segments, and no upstream host left in the output."""
+    text = eol.join(["#EXTM3U", "#EXT-X-TARGETDURATION:10",
+                     *[f"#EXTINF:{d:.3f},{eol}{u}" for d, u in segments], ""])
+    mint = Mint()
+    out = rewrite(text, BASE, mint)
+    assert ".test" not in out
+    parsed = m3u8.loads(out)
+    assert [mint.back[s.uri] for s in parsed.segments] == [
+        s.absolute_uri for s in m3u8.loads(text, uri=BASE).segments]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=500).map(lambda t: "#EXTM3U\n" + t))
+def test_mangled_input_gives_rewritten_text_or_the_typed_error(text: str) -> None:
+    """Arbitrary text after the header: output or PlaylistError, never another exception."""
+    try:
+        out = rewrite(text, BASE, Mint())
+    except PlaylistError:
+        return
+    assert out.startswith("#EXTM3U")
