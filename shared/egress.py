@@ -21,6 +21,8 @@ from typing import Final
 import httpcore
 import httpx
 
+from shared.settings import Settings
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
@@ -174,3 +176,12 @@ def client(policy: EgressPolicy, *, timeout: httpx.Timeout | float = 10.0,
         transport=guarded_transport(policy, limits=limits or httpx.Limits(
             max_connections=200, max_keepalive_connections=50, keepalive_expiry=30)),
         timeout=timeout, follow_redirects=False, headers=headers, trust_env=False)
+
+
+def policy_for(settings: Settings) -> EgressPolicy:
+    """The policy of the relay and the extractor: ``[egress] allow``, plus the demo origin when
+    the demo sources are on (``slipstream up`` with the demo)."""
+    allow = list(settings.egress.allow)
+    if settings.extractor.demo_sources:
+        allow.append(httpx.URL(settings.extractor.demo_url).netloc.decode())
+    return EgressPolicy.from_strings(allow)

@@ -81,9 +81,11 @@ async def fetch(client: httpx.AsyncClient, url: str | httpx.URL, *, policy: Egre
         raise FetchError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 
 
-async def _fetch(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPolicy,
-                 headers: dict[str, str], cookies: dict[str, str], max_bytes: int,
-                 max_redirects: int, started: float) -> Fetched:
+async def open_response(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPolicy,
+                        headers: dict[str, str], cookies: dict[str, str],
+                        max_redirects: int = 5) -> tuple[httpx.Response, dict[str, str]]:
+    """Follow redirects to a 2xx response and return it open (streaming; the caller closes it),
+    with the cookies set on the way. Raises :class:`FetchError` on any other status."""
     first = _origin(url)
     jar: dict[str, str] = {}
     for _ in range(max_redirects + 1):
@@ -94,26 +96,35 @@ async def _fetch(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPol
             send["Cookie"] = "; ".join(f"{k}={v}" for k, v in {**cookies, **jar}.items())
         request = client.build_request("GET", url, headers=send)
         response = await client.send(request, stream=True)
-        try:
-            jar.update(response.cookies.items())
-            if response.status_code in REDIRECTS and "location" in response.headers:
-                url = policy.check_url(url.join(response.headers["location"]))
-                continue
-            if not 200 <= response.status_code < 300:
-                raise FetchError(f"HTTP {response.status_code}", status=response.status_code)
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise TooLargeError(f"body of {declared} bytes exceeds {max_bytes}")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TooLargeError(f"body exceeds {max_bytes} bytes")
-                chunks.append(chunk)
-            return Fetched(url=url, status=response.status_code, headers=response.headers,
-                           body=b"".join(chunks), elapsed=time.monotonic() - started,
-                           cookies=jar)
-        finally:
+        jar.update(response.cookies.items())
+        if response.status_code in REDIRECTS and "location" in response.headers:
             await response.aclose()
+            url = policy.check_url(url.join(response.headers["location"]))
+            continue
+        if not 200 <= response.status_code < 300:
+            await response.aclose()
+            raise FetchError(f"HTTP {response.status_code}", status=response.status_code)
+        return response, jar
     raise FetchError(f"more than {max_redirects} redirects")
+
+
+async def _fetch(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPolicy,
+                 headers: dict[str, str], cookies: dict[str, str], max_bytes: int,
+                 max_redirects: int, started: float) -> Fetched:
+    response, jar = await open_response(client, url, policy=policy, headers=headers,
+                                        cookies=cookies, max_redirects=max_redirects)
+    try:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise TooLargeError(f"body of {declared} bytes exceeds {max_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLargeError(f"body exceeds {max_bytes} bytes")
+            chunks.append(chunk)
+        return Fetched(url=response.url, status=response.status_code, headers=response.headers,
+                       body=b"".join(chunks), elapsed=time.monotonic() - started, cookies=jar)
+    finally:
+        await response.aclose()

@@ -158,6 +158,13 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     port: Port = 8081
     #: Base URL viewers use for the relay; derived from host and port when not set.
     public_url: PublicUrl | None = None
+    #: Secret that signs relay URLs (shared by relays and gateways); kept in the data folder
+    #: (``relay.secret``, made on first use) when not set.
+    secret: Annotated[str, msgspec.Meta(min_length=16, description="at least 16 characters")] | None = None
+    #: Seconds a playback URL stays valid.
+    url_ttl: Seconds = 21600.0
+    #: Bytes of segments kept in memory for all viewers.
+    cache_bytes: Annotated[int, msgspec.Meta(ge=0, description="bytes")] = 256 * 1024 * 1024
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -27,7 +27,7 @@ from services.extractor.registry import Context
 from shared import bus, logs, subjects, topology
 from shared.cache import SharedState
 from shared.codec import PayloadError, decode, encode
-from shared.egress import EgressPolicy, client
+from shared.egress import client, policy_for
 from shared.egress_proxy import EgressProxy
 from shared.health import Readiness
 from shared.jobs import DeadLetter, ExtractJob
@@ -46,20 +46,12 @@ HEARTBEAT: Final = 10.0
 WORKERS: Final = 4
 
 
-def egress_policy(settings: Settings) -> EgressPolicy:
-    """The configured allow-list, plus the demo origin when demo sources are on."""
-    allow = list(settings.egress.allow)
-    if settings.extractor.demo_sources:
-        allow.append(httpx.URL(settings.extractor.demo_url).netloc.decode())
-    return EgressPolicy.from_strings(allow)
-
-
 class ExtractorApp:
     """The extractor service."""
 
     def __init__(self, settings: Settings, servers: list[str]) -> None:
         self.settings = settings
-        self.policy = egress_policy(settings)
+        self.policy = policy_for(settings)
         self.broker = bus.broker(servers, SERVICE, settings.nats, description=DESCRIPTION)
         self.readiness = Readiness()
         self.shared = SharedState(settings.redis.url, timeout=settings.redis.timeout)

@@ -1,25 +1,114 @@
-"""App factory of the relay: a Litestar app over the streams KV (relay routes arrive with the
-relay issue; for now it connects, applies the topology and reports its health)."""
+"""App factory of the relay: the Litestar routes over :mod:`services.relay.relay`, the NATS link
+and KV watch, the upstream client, CORS for the web UI, health and metrics.
+"""
 
 from __future__ import annotations
 
-from litestar import Litestar
-from litestar.datastructures import State
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
+from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.params import FromPath
+from litestar.response import Redirect, Stream
+
+from services.relay.records import Records
+from services.relay.relay import Relay, RelayError, Served
+from services.relay.upstream import Upstream
+from shared import logs, topology
+from shared.egress import client, policy_for
 from shared.health import ROUTES
-from shared.service import NatsLink, nats_lifespan, readiness_for
+from shared.relay_urls import Signer, load_secret
+from shared.service import NatsLink, readiness_for
 from shared.settings import Settings
 
+log = logs.get(__name__)
+
 SERVICE = "relay"
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
+
+
+def _respond(served: Served) -> Response[Any]:
+    headers = dict(SECURITY_HEADERS)
+    if served.redirect is not None:
+        return Redirect(served.redirect, status_code=302, headers=headers)
+    if served.text is not None:
+        headers["Cache-Control"] = "no-cache"
+        return Response(served.text, media_type=served.content_type, headers=headers)
+    if served.body is None:  # pragma: no cover - Served always carries one of the three
+        raise RelayError(500, "empty response")
+    headers["Cache-Control"] = "public, max-age=60"
+    return Stream(served.body.read(), media_type=served.content_type, headers=headers)
+
+
+def _error(_: Request[Any, Any, Any], exc: RelayError) -> Response[dict[str, str]]:
+    return Response({"error": exc.reason}, status_code=exc.status, headers=SECURITY_HEADERS)
+
+
+@get("/s/{session:str}/{stream:str}/{token:str}/master.m3u8")
+async def master(state: State, session: FromPath[str], stream: FromPath[str],
+                 token: FromPath[str]) -> Response[Any]:
+    """The stream's master playlist, rewritten."""
+    relay: Relay = state.relay
+    target = await relay.authorise(session, stream, token)
+    return _respond(await relay.master(target))
+
+
+@get("/s/{session:str}/{stream:str}/{token:str}/{kind:str}/{name:str}")
+async def resource(state: State, *, session: FromPath[str], stream: FromPath[str],
+                   token: FromPath[str], kind: FromPath[str], name: FromPath[str]) -> Response[Any]:
+    """A playlist, segment, key, init section or data file of the stream."""
+    relay: Relay = state.relay
+    target = await relay.authorise(session, stream, token)
+    return _respond(await relay.resource(target, kind, name))
 
 
 def create_app(settings: Settings, servers: list[str]) -> Litestar:
     """The relay app; NATS connects in the background so health answers from the start."""
     link = NatsLink(servers, SERVICE, settings)
+    records = Records()
+    policy = policy_for(settings)
+    http = client(policy, timeout=10.0)
+    upstream = Upstream(http, policy, cache_bytes=settings.relay.cache_bytes)
+    relay = Relay(Signer(load_secret(settings.relay.secret, settings.data_path)), records, upstream)
+    readiness = readiness_for(link)
+
+    async def synced() -> str | None:
+        return None if records.synced.is_set() else "streams not loaded yet"
+
+    readiness.add("streams", synced)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        link.start()
+
+        async def follow() -> None:
+            await link.ready.wait()
+            if link.client is None:  # pragma: no cover - ready implies a client
+                return
+            await records.follow(await topology.streams_kv(link.client.jetstream()))
+
+        task = asyncio.create_task(follow(), name="relay-follow-streams")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await upstream.close()
+            await http.aclose()
+            await link.close()
+
+    origins = [settings.gateway_url, *settings.gateway.allowed_origins]
     return Litestar(
-        route_handlers=ROUTES,
-        lifespan=[nats_lifespan(link)],
-        state=State({"readiness": readiness_for(link), "nats": link, "settings": settings}),
+        route_handlers=[*ROUTES, master, resource],
+        lifespan=[lifespan],
+        state=State({"readiness": readiness, "relay": relay}),
+        exception_handlers={RelayError: _error},
+        cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "HEAD", "OPTIONS"]),
         openapi_config=None,
         logging_config=None,
     )

@@ -1,0 +1,187 @@
+"""The relay's request logic, between the routes and the upstream: authorise, find the stream
+and the resource, fetch (shared), rewrite playlists. No web framework here: typed errors out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+from services.relay.records import Records
+from services.relay.rewrite import Kind, Mint, PlaylistError, rewrite
+from services.relay.upstream import Body, Upstream, UpstreamError
+from shared.relay_urls import RelayTokenError, Signer
+from shared.streams import StreamRecord
+from shared.subjects import InvalidTokenError, check_session_key, check_token
+
+PLAYLIST_TTL: Final = 1.0
+MAX_REFS: Final = 50_000
+DEFAULT_EXT: Final = {Kind.PLAYLIST: ".m3u8", Kind.MEDIA: ".ts", Kind.KEY: ".key", Kind.DATA: ".json"}
+CONTENT_TYPES: Final = {
+    ".ts": "video/mp2t", ".m4s": "video/iso.segment", ".mp4": "video/mp4", ".m4a": "audio/mp4",
+    ".aac": "audio/aac", ".mp3": "audio/mpeg", ".vtt": "text/vtt", ".webvtt": "text/vtt",
+    ".key": "application/octet-stream", ".json": "application/json",
+}
+PLAYLIST_TYPE: Final = "application/vnd.apple.mpegurl"
+
+
+class RelayError(Exception):
+    """A request the relay answers with an error status and a short, safe reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Target:
+    """An authorised request: the stream, its record and the relay URL prefix it came with."""
+
+    key: str
+    record: StreamRecord
+    prefix: str
+
+
+@dataclass(frozen=True)
+class Served:
+    """A response: a playlist text, a body to stream, or a redirect."""
+
+    content_type: str
+    text: str | None = None
+    body: Body | None = None
+    redirect: str | None = None
+
+
+class Relay:
+    """Everything the relay's routes need."""
+
+    def __init__(self, signer: Signer, records: Records, upstream: Upstream) -> None:
+        self.signer = signer
+        self.records = records
+        self.upstream = upstream
+        self.refs: dict[str, OrderedDict[str, tuple[str, str]]] = {}
+        self._rebuilds: dict[str, asyncio.Task[None]] = {}
+
+    async def authorise(self, session: str, stream_id: str, token: str) -> Target:
+        try:
+            check_session_key(session)
+            check_token(stream_id)
+        except InvalidTokenError as exc:
+            raise RelayError(404, "no such stream") from exc
+        try:
+            self.signer.verify(session, stream_id, token)
+        except RelayTokenError as exc:
+            raise RelayError(410 if exc.expired else 403,
+                             "this link has expired" if exc.expired else "invalid link") from exc
+        key = f"{session}.{stream_id}"
+        if not self.records.synced.is_set():
+            try:
+                await asyncio.wait_for(self.records.synced.wait(), 5)
+            except TimeoutError as exc:
+                raise RelayError(503, "the relay is starting") from exc
+        record = self.records.get(key)
+        if record is None:
+            if key in self.records.gone:
+                raise RelayError(410, "this stream has ended")
+            raise RelayError(404, "no such stream")
+        return Target(key=key, record=record, prefix=f"/s/{session}/{stream_id}/{token}")
+
+    def _minter(self, key: str, prefix: str) -> Mint:
+        refs = self.refs.setdefault(key, OrderedDict())
+        ref_of = self.signer.ref
+
+        def mint(url: str, kind: str) -> str:
+            ref = ref_of(url)
+            if ref not in refs:
+                refs[ref] = (url, kind)
+                if len(refs) > MAX_REFS:
+                    refs.popitem(last=False)
+            ext = _extension(url) if kind == Kind.MEDIA else ""
+            return f"{prefix}/{kind}/{ref}{ext or DEFAULT_EXT[kind]}"
+
+        return mint
+
+    async def playlist(self, target: Target, url: str) -> Served:
+        """A playlist of the stream, rewritten so every URI is a relay URL."""
+        record = target.record
+        try:
+            got = await self.upstream.playlist(url, record.headers, record.cookies, PLAYLIST_TTL)
+        except UpstreamError as exc:
+            raise RelayError(exc.status, exc.reason) from exc
+        try:
+            text = rewrite(got.text, str(got.url), self._minter(target.key, target.prefix))
+        except PlaylistError as exc:
+            self.upstream.forget(url)
+            raise RelayError(502, f"upstream sent an unusable playlist: {exc}") from exc
+        return Served(content_type=PLAYLIST_TYPE, text=text)
+
+    async def master(self, target: Target) -> Served:
+        return await self.playlist(target, target.record.upstream_url)
+
+    async def resource(self, target: Target, kind: str, name: str) -> Served:
+        """A playlist, segment, key, init section or data file the stream's playlists named."""
+        ref, _, ext = name.partition(".")
+        entry = self.refs.get(target.key, {}).get(ref)
+        if entry is None:
+            await self._rebuild(target)
+            entry = self.refs.get(target.key, {}).get(ref)
+        if entry is None or entry[1] != kind:
+            raise RelayError(404, "no such resource in this stream")
+        url = entry[0]
+        if kind == Kind.PLAYLIST:
+            return await self.playlist(target, url)
+        content_type = CONTENT_TYPES.get(f".{ext}", "application/octet-stream")
+        record = target.record
+        if kind == Kind.MEDIA and record.public_segments:
+            return Served(content_type=content_type, redirect=url)
+        body = self.upstream.segment(url, record.headers, record.cookies)
+        await _first_bytes(body)
+        return Served(content_type=body.content_type if kind == Kind.DATA else content_type,
+                      body=body)
+
+    async def _rebuild(self, target: Target) -> None:
+        """Learn the stream's resources by fetching its playlists (a ref minted elsewhere:
+        another relay replica, or before a restart). One rebuild at a time per stream."""
+        task = self._rebuilds.get(target.key)
+        if task is None:
+            task = asyncio.create_task(self._walk(target))
+            self._rebuilds[target.key] = task
+            task.add_done_callback(lambda _: self._rebuilds.pop(target.key, None))
+        try:
+            await asyncio.shield(task)
+        except RelayError:
+            return
+
+    async def _walk(self, target: Target) -> None:
+        await self.master(target)
+        for ref, (url, kind) in list(self.refs.get(target.key, {}).items()):
+            if kind == Kind.PLAYLIST:
+                del ref
+                await self.playlist(target, url)
+
+
+def _extension(url: str) -> str:
+    """The media extension of a URL's path (``.ts``), kept so players accept relay URLs."""
+    end = len(url)
+    for stop in ("?", "#"):
+        at = url.find(stop)
+        if at != -1:
+            end = min(end, at)
+    dot = url.rfind(".", 0, end)
+    if dot <= url.rfind("/", 0, end) or end - dot > 8:
+        return ""
+    ext = url[dot:end].lower()
+    return ext if ext[1:].isalnum() else ""
+
+
+async def _first_bytes(body: Body) -> None:
+    """Wait for the first chunk (or the end, or an error) so errors get a proper status."""
+    while not body.chunks and not body.done and body.error is None:
+        body.changed.clear()
+        if not body.chunks and not body.done and body.error is None:
+            await body.changed.wait()
+    if body.error is not None and not body.chunks:
+        raise RelayError(body.error.status, body.error.reason)

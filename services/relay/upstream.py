@@ -1,0 +1,190 @@
+"""Upstream fetching for the relay: one fetch per playlist refresh or segment, for all viewers.
+
+Concurrent requests for the same URL share one upstream fetch (single-flight). Playlists are
+then cached for a fraction of their target duration. Segment bodies are streamed to every
+waiting viewer as their chunks arrive (a shared in-flight body), then cached in memory within a
+byte budget, least recently used first out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import httpx
+from prometheus_client import Counter
+
+from shared.egress import EgressDeniedError, EgressPolicy
+from shared.fetch import Fetched, FetchError, TooLargeError, fetch, open_response
+
+MAX_PLAYLIST: Final = 4 * 1024 * 1024
+MAX_SEGMENT: Final = 64 * 1024 * 1024
+SEGMENT_TTL: Final = 120.0
+
+FETCHES = Counter("slipstream_relay_upstream_fetches_total", "Upstream fetches", ["kind"])
+CACHE = Counter("slipstream_relay_cache_total", "Cache lookups", ["kind", "result"])
+BYTES_IN = Counter("slipstream_relay_upstream_bytes_total", "Bytes read from upstream")
+
+
+class UpstreamError(Exception):
+    """Upstream failed; ``status`` is the HTTP status the relay answers with (502 or 504)."""
+
+    def __init__(self, reason: str, status: int = 502) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass
+class Body:
+    """A segment body, complete or still arriving; readers get chunks as they come."""
+
+    content_type: str = "application/octet-stream"
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    done: bool = False
+    error: UpstreamError | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def read(self) -> AsyncIterator[bytes]:
+        index = 0
+        while True:
+            if index < len(self.chunks):
+                yield self.chunks[index]
+                index += 1
+                continue
+            if self.error is not None:
+                raise self.error
+            if self.done:
+                return
+            # set() wakes every waiting reader at once; clearing after that cannot un-wake them.
+            self.changed.clear()
+            if index == len(self.chunks) and not self.done and self.error is None:
+                await self.changed.wait()
+
+
+class Upstream:
+    """The relay's upstream side: one pooled, egress-guarded client and the shared caches."""
+
+    def __init__(self, client: httpx.AsyncClient, policy: EgressPolicy, *,
+                 cache_bytes: int = 256 * 1024 * 1024, timeout: float = 10.0) -> None:
+        self.client = client
+        self.policy = policy
+        self.timeout = timeout
+        self.cache_bytes = cache_bytes
+        self._playlists: dict[str, tuple[float, Fetched]] = {}
+        self._playlist_flights: dict[str, asyncio.Task[Fetched]] = {}
+        self._segments: OrderedDict[str, tuple[float, Body]] = OrderedDict()
+        self._segment_bytes = 0
+        self._segment_flights: dict[str, tuple[Body, asyncio.Task[None]]] = {}
+
+    async def playlist(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
+                       ttl: float) -> Fetched:
+        """The playlist at ``url``: cached, in flight, or fetched now."""
+        cached = self._playlists.get(url)
+        if cached is not None and cached[0] > time.monotonic():
+            CACHE.labels("playlist", "hit").inc()
+            return cached[1]
+        CACHE.labels("playlist", "miss").inc()
+        task = self._playlist_flights.get(url)
+        if task is None:
+            task = asyncio.create_task(self._fetch_playlist(url, headers, cookies, ttl))
+            self._playlist_flights[url] = task
+            task.add_done_callback(lambda _: self._playlist_flights.pop(url, None))
+        return await asyncio.shield(task)
+
+    async def _fetch_playlist(self, url: str, headers: Mapping[str, str],
+                              cookies: Mapping[str, str], ttl: float) -> Fetched:
+        FETCHES.labels("playlist").inc()
+        try:
+            got = await fetch(self.client, url, policy=self.policy, headers=headers,
+                              cookies=cookies, max_bytes=MAX_PLAYLIST, deadline=self.timeout)
+        except FetchError as exc:
+            raise _error(exc) from exc
+        BYTES_IN.inc(len(got.body))
+        if ttl > 0:
+            self._playlists[url] = (time.monotonic() + ttl, got)
+            if len(self._playlists) > 4096:
+                now = time.monotonic()
+                self._playlists = {k: v for k, v in self._playlists.items() if v[0] > now}
+        return got
+
+    def forget(self, url: str) -> None:
+        """Drop a cached playlist (it turned out to be unusable)."""
+        self._playlists.pop(url, None)
+
+    def segment(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str]) -> Body:
+        """The body of a segment (or key, init section, data): cached, in flight, or started now."""
+        cached = self._segments.get(url)
+        if cached is not None and cached[0] > time.monotonic():
+            self._segments.move_to_end(url)
+            CACHE.labels("segment", "hit").inc()
+            return cached[1]
+        flight = self._segment_flights.get(url)
+        if flight is not None:
+            CACHE.labels("segment", "shared").inc()
+            return flight[0]
+        CACHE.labels("segment", "miss").inc()
+        body = Body()
+        task = asyncio.create_task(self._fill(url, headers, cookies, body))
+        self._segment_flights[url] = (body, task)
+        task.add_done_callback(lambda _: self._segment_flights.pop(url, None))
+        return body
+
+    async def _fill(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
+                    body: Body) -> None:
+        FETCHES.labels("segment").inc()
+        try:
+            async with asyncio.timeout(self.timeout * 3):
+                response, _ = await open_response(self.client, self.policy.check_url(url),
+                                                  policy=self.policy, headers=dict(headers),
+                                                  cookies=dict(cookies))
+                try:
+                    body.content_type = response.headers.get("content-type",
+                                                             body.content_type).split(";")[0]
+                    async for chunk in response.aiter_raw():
+                        body.size += len(chunk)
+                        if body.size > MAX_SEGMENT:
+                            raise TooLargeError(f"body exceeds {MAX_SEGMENT} bytes")
+                        body.chunks.append(chunk)
+                        body.changed.set()
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            body.error = UpstreamError("upstream did not answer in time", 504)
+        except (FetchError, EgressDeniedError, httpx.HTTPError) as exc:
+            body.error = _error(exc)
+        else:
+            body.done = True
+            BYTES_IN.inc(body.size)
+            self._store(url, body)
+        finally:
+            body.changed.set()
+
+    def _store(self, url: str, body: Body) -> None:
+        self._segments[url] = (time.monotonic() + SEGMENT_TTL, body)
+        self._segment_bytes += body.size
+        while self._segment_bytes > self.cache_bytes and self._segments:
+            _, (_, old) = self._segments.popitem(last=False)
+            self._segment_bytes -= old.size
+
+    async def close(self) -> None:
+        for _, task in list(self._segment_flights.values()):
+            task.cancel()
+        for task in list(self._playlist_flights.values()):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*(t for _, t in self._segment_flights.values()),
+                                 *self._playlist_flights.values(), return_exceptions=True)
+
+
+def _error(exc: Exception) -> UpstreamError:
+    if isinstance(exc, FetchError):
+        timeout = "within" in exc.reason and "answer" in exc.reason
+        return UpstreamError(f"upstream: {exc.reason}", 504 if timeout else 502)
+    return UpstreamError(f"upstream: {type(exc).__name__}: {exc}")

@@ -1,0 +1,110 @@
+"""Relay URLs: minted by the gateway (the master playlist a viewer gets) and the relay (every URI
+inside the playlists it serves), checked by the relay. The only place their shape is spelled.
+
+    /s/<season>.<event>.<kind>/<stream-id>/<expiry>.<signature>/master.m3u8
+    /s/<season>.<event>.<kind>/<stream-id>/<expiry>.<signature>/<kind>/<ref><.ext>
+
+The signature (HMAC-SHA256, truncated to 128 bits) covers the stream and the expiry, so it
+authorises the whole prefix once: a 1,000-segment playlist costs one signature, not 1,000. The
+``ref`` of a resource is an opaque keyed hash of its upstream URL that the relay resolves from
+the playlists it fetched itself; nothing upstream (host, path, query, credential) appears.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from shared.subjects import check_session_key, check_token
+
+SIG_BYTES: Final = 16
+REF_BYTES: Final = 9
+_TOKEN: Final = re.compile(r"^([0-9a-z]{1,10})\.([A-Za-z0-9_-]{22})$")
+
+
+class RelayTokenError(Exception):
+    """A relay URL's token is malformed, forged (``expired=False``) or expired."""
+
+    def __init__(self, reason: str, *, expired: bool = False) -> None:
+        super().__init__(reason)
+        self.expired = expired
+
+
+def load_secret(value: str | None, data_dir: Path) -> bytes:
+    """The signing secret: the configured one, else one kept in the data folder (made once)."""
+    if value:
+        return value.encode()
+    path = data_dir / "relay.secret"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = secrets.token_urlsafe(32).encode()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(fresh)
+        tmp.chmod(0o600)
+        try:
+            tmp.rename(path)  # keep a secret another process wrote first
+        except FileExistsError:
+            tmp.unlink()
+        return path.read_bytes().strip()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Signs and checks relay URL prefixes with one secret."""
+
+    secret: bytes
+
+    def _sig(self, session: str, stream_id: str, expiry: int) -> str:
+        mac = hmac.new(self.secret, f"{session}/{stream_id}/{expiry}".encode(), hashlib.sha256)
+        return _b64(mac.digest()[:SIG_BYTES])
+
+    def prefix(self, session: str, stream_id: str, ttl: float, now: float | None = None) -> str:
+        """``/s/<session>/<stream>/<token>`` valid for ``ttl`` seconds."""
+        check_session_key(session)
+        check_token(stream_id)
+        expiry = int((now if now is not None else time.time()) + ttl)
+        return f"/s/{session}/{stream_id}/{_base36(expiry)}.{self._sig(session, stream_id, expiry)}"
+
+    def master_url(self, base: str, session: str, stream_id: str, ttl: float) -> str:
+        """The playback URL a viewer gets for one stream."""
+        return f"{base.rstrip('/')}{self.prefix(session, stream_id, ttl)}/master.m3u8"
+
+    def verify(self, session: str, stream_id: str, token: str, now: float | None = None) -> int:
+        """Check a token; return its expiry, or raise :class:`RelayTokenError`."""
+        match = _TOKEN.match(token)
+        if match is None:
+            raise RelayTokenError("malformed token")
+        expiry = int(match[1], 36)
+        if not hmac.compare_digest(match[2], self._sig(session, stream_id, expiry)):
+            raise RelayTokenError("bad signature")
+        if expiry < (now if now is not None else time.time()):
+            raise RelayTokenError("expired", expired=True)
+        return expiry
+
+    def ref(self, url: str) -> str:
+        """The opaque reference of an upstream URL (keyed hash: not reversible, not guessable)."""
+        digest = hashlib.blake2b(url.encode(), key=self.secret[:64], digest_size=REF_BYTES)
+        return _b64(digest.digest())
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out

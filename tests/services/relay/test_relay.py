@@ -1,0 +1,212 @@
+"""The relay on a real nats-server, in front of the real demo origin: playlists, segments,
+authorisation, shared upstream fetches, refusals, and real players (ffprobe, streamlink)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import m3u8
+import pytest
+from litestar import Litestar, MediaType, get
+from nats.aio.client import Client
+from streamlink import Streamlink
+
+from services.demo.app import create_app as demo_app
+from services.relay.app import create_app
+from shared import subjects, topology
+from shared.codec import encode
+from shared.relay_urls import Signer, load_secret
+from shared.settings import Settings, load_settings
+from shared.streams import Health, StreamRecord
+from tests.services.extractor.conftest import Counting
+from tests.shared.test_egress import Origin
+
+SESSION = "2026.demo.race"
+pytestmark = pytest.mark.timeout(120)
+
+
+def record(stream_id: str, url: str, **kw: Any) -> StreamRecord:
+    return StreamRecord(id=stream_id, session=SESSION, source_id=stream_id, upstream_url=url,
+                        resolved_at=datetime.now(UTC), health=Health.OK, **kw)
+
+
+class Setup:
+    def __init__(self, settings: Settings, relay: str, origin: Counting, demo: str) -> None:
+        self.settings = settings
+        self.relay = relay
+        self.origin = origin
+        self.demo = demo
+        self.signer = Signer(load_secret(None, settings.data_path))
+
+    def url(self, stream_id: str, ttl: float = 600) -> str:
+        return self.signer.master_url(self.relay, SESSION, stream_id, ttl)
+
+
+@pytest.fixture
+async def setup(nc: Client, nats_url: str, serve: Callable[[Any], str],
+                tmp_path: Path) -> Setup:
+    """A counting demo origin, a stream record for it in the KV, and the relay serving it."""
+    origin = Counting(demo_app(token="tok", cookie="c00kie"))
+    demo = serve(origin)
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path),
+                                  "SLIPSTREAM_EGRESS_ALLOW": demo.removeprefix("http://")})
+    kv = await topology.streams_kv(nc.jetstream())
+    await kv.put(subjects.stream_key(SESSION, "plain"), encode(record("plain", f"{demo}/live/master.m3u8")))
+    await kv.put(subjects.stream_key(SESSION, "secure"), encode(record(
+        "secure", f"{demo}/secure/master.m3u8", headers={"Referer": f"{demo}/embed/player"},
+        cookies={"demo_session": "c00kie"})))
+    relay = serve(create_app(settings, [nats_url]))
+    return Setup(settings, relay, origin, demo)
+
+
+async def http_get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.get(url)
+
+
+async def test_master_and_media_playlists_are_relayed_without_upstream_details(setup: Setup) -> None:
+    """Every URI is a relay URL; no upstream host, path or credential is left."""
+    master = await http_get(setup.url("secure"))
+    assert master.status_code == 200, master.text
+    assert master.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+    assert master.headers["x-content-type-options"] == "nosniff"
+    parsed = m3u8.loads(master.text)
+    assert len(parsed.playlists) == 2
+    host = setup.demo.removeprefix("http://")
+    assert host not in master.text
+    media = await http_get(setup.relay + parsed.playlists[0].uri)
+    assert media.status_code == 200
+    seg_uri = m3u8.loads(media.text).segments[-1].uri
+    assert seg_uri.endswith(".ts")
+    assert host not in media.text
+    segment = await http_get(setup.relay + seg_uri)
+    assert segment.status_code == 200
+    assert segment.content[0] == 0x47
+    assert segment.headers["content-type"] == "video/mp2t"
+
+
+async def test_links_are_checked(setup: Setup) -> None:
+    """Forged 403, expired 410, unknown stream 404, a resource never named by a playlist 404."""
+    good = setup.url("plain")
+    forged = good.replace("/plain/", "/secure/")
+    assert (await http_get(forged)).status_code == 403
+    assert (await http_get(setup.url("plain", ttl=-5))).status_code == 410
+    assert (await http_get(setup.url("nope"))).status_code == 404
+    prefix = good.rsplit("/", 1)[0]
+    assert (await http_get(f"{prefix}/m/AAAAAAAAAAAA.ts")).status_code == 404
+    assert (await http_get(f"{setup.relay}/s/{SESSION}/plain/garbage/master.m3u8")).status_code == 403
+    assert (await http_get(f"{setup.relay}/relay?url=http://example.org/")).status_code == 404
+
+
+async def test_a_hundred_viewers_cost_one_upstream_request_each(setup: Setup) -> None:
+    """100 concurrent viewers: one upstream request per playlist refresh and per segment."""
+    master = m3u8.loads((await http_get(setup.url("plain"))).text)
+    media_url = setup.relay + master.playlists[1].uri
+    setup.origin.hits.clear()
+    async with httpx.AsyncClient(timeout=20, limits=httpx.Limits(max_connections=200)) as http:
+        playlists = await asyncio.gather(*(http.get(media_url) for _ in range(100)))
+        assert {p.status_code for p in playlists} == {200}
+        segs = m3u8.loads(playlists[0].text).segments[-3:]
+        bodies = await asyncio.gather(*(http.get(setup.relay + s.uri)
+                                        for s in segs for _ in range(100)))
+    assert {b.status_code for b in bodies} == {200}
+    assert len({len(b.content) for b in bodies[:100]}) == 1
+    media_hits = {p: n for p, n in setup.origin.hits.items() if p.endswith("index.m3u8")}
+    seg_hits = {p: n for p, n in setup.origin.hits.items() if p.endswith(".ts")}
+    assert sum(media_hits.values()) <= 2  # one fetch, or two if a refresh fell due mid-test
+    assert len(seg_hits) == 3
+    assert set(seg_hits.values()) == {1}
+
+
+async def test_a_playlist_pointing_at_a_forbidden_port_is_refused(
+        nc: Client, nats_url: str, serve: Callable[[Any], str], tmp_path: Path) -> None:
+    """Segments on a loopback port outside the allow-list: refused, and that port sees nothing."""
+    forbidden = Origin()
+    forbidden_base = serve(forbidden.app())
+
+    @get("/evil.m3u8", media_type="application/vnd.apple.mpegurl", sync_to_thread=False)
+    def evil() -> str:
+        return f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{forbidden_base}/seg.ts\n"
+
+    allowed = serve(Litestar([evil], openapi_config=None, logging_config=None))
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path),
+                                  "SLIPSTREAM_EGRESS_ALLOW": allowed.removeprefix("http://")})
+    kv = await topology.streams_kv(nc.jetstream())
+    await kv.put(subjects.stream_key(SESSION, "evil"), encode(record("evil", f"{allowed}/evil.m3u8")))
+    relay = serve(create_app(settings, [nats_url]))
+    signer = Signer(load_secret(None, settings.data_path))
+    playlist = await http_get(signer.master_url(relay, SESSION, "evil", 600))
+    assert playlist.status_code == 200
+    seg = await http_get(relay + m3u8.loads(playlist.text).segments[0].uri)
+    assert seg.status_code == 502
+    assert "egress" in seg.json()["error"]
+    assert forbidden.hits == []
+
+
+async def test_html_served_as_a_playlist_is_a_502(nc: Client, nats_url: str,
+                                                  serve: Callable[[Any], str], tmp_path: Path) -> None:
+    """Upstream garbage gives a typed 502, not a stray exception."""
+    @get("/page.m3u8", media_type=MediaType.HTML, sync_to_thread=False)
+    def page() -> str:
+        return "<html>nope</html>"
+
+    upstream = serve(Litestar([page], openapi_config=None, logging_config=None))
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path),
+                                  "SLIPSTREAM_EGRESS_ALLOW": upstream.removeprefix("http://")})
+    kv = await topology.streams_kv(nc.jetstream())
+    await kv.put(subjects.stream_key(SESSION, "html"), encode(record("html", f"{upstream}/page.m3u8")))
+    relay = serve(create_app(settings, [nats_url]))
+    signer = Signer(load_secret(None, settings.data_path))
+    got = await http_get(signer.master_url(relay, SESSION, "html", 600))
+    assert got.status_code == 502
+    assert "no #EXTM3U" in got.json()["error"]
+
+
+async def test_a_removed_stream_answers_gone(setup: Setup, nc: Client) -> None:
+    """When the extractor removes a stream, its viewers get 410."""
+    url = setup.url("plain")
+    assert (await http_get(url)).status_code == 200
+    kv = await topology.streams_kv(nc.jetstream())
+    await kv.delete(subjects.stream_key(SESSION, "plain"))
+    for _ in range(50):
+        if (await http_get(url)).status_code == 410:
+            break
+        await asyncio.sleep(0.05)
+    assert (await http_get(url)).status_code == 410
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is installed by make test")
+def test_ffmpeg_reads_the_relayed_stream(setup: Setup) -> None:
+    """ffprobe sees both renditions; ffmpeg reads six seconds of the live stream."""
+    url = setup.url("secure")
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,width",
+                            "-of", "csv=p=0", url], capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert probe.returncode == 0, probe.stderr
+    assert "video,640" in probe.stdout
+    started = time.monotonic()
+    read = subprocess.run(["ffmpeg", "-v", "error", "-i", url, "-t", "6", "-c", "copy", "-f",
+                           "null", "-"], capture_output=True, text=True, timeout=90, check=False)
+    assert read.returncode == 0, read.stderr
+    assert time.monotonic() - started < 80
+
+
+def test_streamlink_resolves_and_reads_the_relayed_stream(setup: Setup) -> None:
+    """streamlink (as a library) opens the relayed master playlist and reads bytes from it."""
+    session = Streamlink()
+    streams = session.streams(f"hls://{setup.url('plain')}")
+    assert {"360p", "180p"} <= set(streams)
+    fd = streams["best"].open()
+    try:
+        data = fd.read(188 * 100)
+    finally:
+        fd.close()
+    assert data[0] == 0x47
