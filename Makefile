@@ -1,5 +1,5 @@
 # The two commands of the README's quick start. Both install what is missing first.
-.PHONY: up test install
+.PHONY: up test install bench
 
 install:
 	@./scripts/bootstrap
@@ -9,3 +9,6 @@ up: install
 
 test: install
 	./scripts/test
+
+bench: install
+	./scripts/bench

@@ -63,6 +63,7 @@ class Relay:
         self.records = records
         self.upstream = upstream
         self.refs: dict[str, OrderedDict[str, tuple[str, str]]] = {}
+        self._paths: dict[str, dict[str, str]] = {}
         self._rebuilds: dict[str, asyncio.Task[None]] = {}
 
     async def authorise(self, session: str, stream_id: str, token: str) -> Target:
@@ -91,16 +92,21 @@ class Relay:
 
     def _minter(self, key: str, prefix: str) -> Mint:
         refs = self.refs.setdefault(key, OrderedDict())
+        # A live window repeats most URIs refresh after refresh: remember each one's path.
+        paths = self._paths.setdefault(key, {})
         ref_of = self.signer.ref
 
         def mint(url: str, kind: str) -> str:
-            ref = ref_of(url)
-            if ref not in refs:
+            path = paths.get(url)
+            if path is None:
+                ref = ref_of(url)
                 refs[ref] = (url, kind)
                 if len(refs) > MAX_REFS:
-                    refs.popitem(last=False)
-            ext = _extension(url) if kind == Kind.MEDIA else ""
-            return f"{prefix}/{kind}/{ref}{ext or DEFAULT_EXT[kind]}"
+                    _, (old_url, _) = refs.popitem(last=False)
+                    paths.pop(old_url, None)
+                ext = _extension(url) if kind == Kind.MEDIA else ""
+                path = paths[url] = f"/{kind}/{ref}{ext or DEFAULT_EXT[kind]}"
+            return prefix + path
 
         return mint
 
