@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Litestar, Request, Response, get
+from litestar import HttpMethod, Litestar, Request, Response, route
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Redirect, Stream
 
 from services.relay.records import Records
-from services.relay.relay import Relay, RelayError, Served
+from services.relay.relay import BLOCKING_PARAMS, Relay, RelayError, Served
 from services.relay.upstream import Upstream
 from shared import logs, topology
 from shared.egress import client, policy_for
@@ -31,39 +32,80 @@ SERVICE = "relay"
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
-def _respond(served: Served) -> Response[Any]:
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+async def _respond(served: Served, *, head: bool = False, range_header: str | None = None,
+                   ) -> Response[Any]:
     headers = dict(SECURITY_HEADERS)
     if served.redirect is not None:
         return Redirect(served.redirect, status_code=302, headers=headers)
     if served.text is not None:
         headers["Cache-Control"] = "no-cache"
-        return Response(served.text, media_type=served.content_type, headers=headers)
+        data = served.text.encode()
+        if head:
+            headers["Content-Length"] = str(len(data))
+            return Response(b"", media_type=served.content_type, headers=headers)
+        return Response(data, media_type=served.content_type, headers=headers)
     if served.body is None:  # pragma: no cover - Served always carries one of the three
         raise RelayError(500, "empty response")
     headers["Cache-Control"] = "public, max-age=60"
+    headers["Accept-Ranges"] = "bytes"
+    if head or range_header:
+        whole = await served.body.complete()
+        if head:
+            headers["Content-Length"] = str(len(whole))
+            return Response(b"", media_type=served.content_type, headers=headers)
+        start, end = _byte_range(range_header or "", len(whole))
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(whole)}"
+        return Response(whole[start:end + 1], status_code=206, media_type=served.content_type,
+                        headers=headers)
     return Stream(served.body.read(), media_type=served.content_type, headers=headers)
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int]:
+    """The one byte range asked for (inclusive), or 416."""
+    match = _RANGE.match(header.strip())
+    if match is None or (not match[1] and not match[2]):
+        raise RelayError(416, "only one byte range, as bytes=start-end, is supported")
+    if not match[1]:  # the last N bytes
+        return max(size - int(match[2]), 0), size - 1
+    start = int(match[1])
+    end = min(int(match[2]), size - 1) if match[2] else size - 1
+    if start > end or start >= size:
+        raise RelayError(416, f"range outside the {size}-byte body")
+    return start, end
 
 
 def _error(_: Request[Any, Any, Any], exc: RelayError) -> Response[dict[str, str]]:
     return Response({"error": exc.reason}, status_code=exc.status, headers=SECURITY_HEADERS)
 
 
-@get("/s/{session:str}/{stream:str}/{token:str}/master.m3u8")
-async def master(state: State, session: FromPath[str], stream: FromPath[str],
-                 token: FromPath[str]) -> Response[Any]:
+def _blocking(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {k: v for k in BLOCKING_PARAMS if (v := request.query_params.get(k)) is not None}
+
+
+@route("/s/{session:str}/{stream:str}/{token:str}/master.m3u8",
+       http_method=[HttpMethod.GET, HttpMethod.HEAD])
+async def master(request: Request[Any, Any, Any], state: State, *, session: FromPath[str],
+                 stream: FromPath[str], token: FromPath[str]) -> Response[Any]:
     """The stream's master playlist, rewritten."""
     relay: Relay = state.relay
     target = await relay.authorise(session, stream, token)
-    return _respond(await relay.master(target))
+    return await _respond(await relay.master(target), head=request.method == "HEAD")
 
 
-@get("/s/{session:str}/{stream:str}/{token:str}/{kind:str}/{name:str}")
-async def resource(state: State, *, session: FromPath[str], stream: FromPath[str],
-                   token: FromPath[str], kind: FromPath[str], name: FromPath[str]) -> Response[Any]:
+@route("/s/{session:str}/{stream:str}/{token:str}/{kind:str}/{name:str}",
+       http_method=[HttpMethod.GET, HttpMethod.HEAD])
+async def resource(request: Request[Any, Any, Any], state: State, *, session: FromPath[str],
+                   stream: FromPath[str], token: FromPath[str], kind: FromPath[str],
+                   name: FromPath[str]) -> Response[Any]:
     """A playlist, segment, key, init section or data file of the stream."""
     relay: Relay = state.relay
     target = await relay.authorise(session, stream, token)
-    return _respond(await relay.resource(target, kind, name))
+    served = await relay.resource(target, kind, name, _blocking(request))
+    return await _respond(served, head=request.method == "HEAD",
+                          range_header=request.headers.get("range"))
 
 
 def create_app(settings: Settings, servers: list[str]) -> Litestar:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
+
+import httpx
 
 from services.relay.records import Records
 from services.relay.rewrite import Kind, Mint, PlaylistError, rewrite
@@ -17,6 +20,9 @@ from shared.streams import StreamRecord
 from shared.subjects import InvalidTokenError, check_session_key, check_token
 
 PLAYLIST_TTL: Final = 1.0
+#: LL-HLS blocking playlist reloads may be held by the origin for up to three target durations.
+BLOCKING_TIMEOUT: Final = 30.0
+BLOCKING_PARAMS: Final = ("_HLS_msn", "_HLS_part", "_HLS_skip")
 MAX_REFS: Final = 50_000
 DEFAULT_EXT: Final = {Kind.PLAYLIST: ".m3u8", Kind.MEDIA: ".ts", Kind.KEY: ".key", Kind.DATA: ".json"}
 CONTENT_TYPES: Final = {
@@ -110,11 +116,21 @@ class Relay:
 
         return mint
 
-    async def playlist(self, target: Target, url: str) -> Served:
-        """A playlist of the stream, rewritten so every URI is a relay URL."""
+    async def playlist(self, target: Target, url: str,
+                       blocking: Mapping[str, str] | None = None) -> Served:
+        """A playlist of the stream, rewritten so every URI is a relay URL.
+
+        LL-HLS blocking-reload parameters (``_HLS_msn``, ``_HLS_part``, ``_HLS_skip``) are passed
+        upstream, with a longer timeout and no shared cache (each answer depends on them).
+        """
         record = target.record
+        ttl, timeout = PLAYLIST_TTL, None
+        if blocking:
+            url = str(httpx.URL(url).copy_merge_params(dict(blocking)))
+            ttl, timeout = 0.0, BLOCKING_TIMEOUT
         try:
-            got = await self.upstream.playlist(url, record.headers, record.cookies, PLAYLIST_TTL)
+            got = await self.upstream.playlist(url, record.headers, record.cookies, ttl,
+                                               deadline=timeout)
         except UpstreamError as exc:
             raise RelayError(exc.status, exc.reason) from exc
         try:
@@ -127,7 +143,8 @@ class Relay:
     async def master(self, target: Target) -> Served:
         return await self.playlist(target, target.record.upstream_url)
 
-    async def resource(self, target: Target, kind: str, name: str) -> Served:
+    async def resource(self, target: Target, kind: str, name: str,
+                       blocking: Mapping[str, str] | None = None) -> Served:
         """A playlist, segment, key, init section or data file the stream's playlists named."""
         ref, _, ext = name.partition(".")
         entry = self.refs.get(target.key, {}).get(ref)
@@ -138,7 +155,7 @@ class Relay:
             raise RelayError(404, "no such resource in this stream")
         url = entry[0]
         if kind == Kind.PLAYLIST:
-            return await self.playlist(target, url)
+            return await self.playlist(target, url, blocking)
         content_type = CONTENT_TYPES.get(f".{ext}", "application/octet-stream")
         record = target.record
         if kind == Kind.MEDIA and record.public_segments:

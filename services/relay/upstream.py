@@ -51,6 +51,12 @@ class Body:
     error: UpstreamError | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    async def complete(self) -> bytes:
+        """The whole body, once it has all arrived (for ranges and HEAD)."""
+        async for _ in self.read():
+            pass
+        return b"".join(self.chunks)
+
     async def read(self) -> AsyncIterator[bytes]:
         index = 0
         while True:
@@ -84,7 +90,7 @@ class Upstream:
         self._segment_flights: dict[str, tuple[Body, asyncio.Task[None]]] = {}
 
     async def playlist(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
-                       ttl: float) -> Fetched:
+                       ttl: float, *, deadline: float | None = None) -> Fetched:
         """The playlist at ``url``: cached, in flight, or fetched now."""
         cached = self._playlists.get(url)
         if cached is not None and cached[0] > time.monotonic():
@@ -93,17 +99,18 @@ class Upstream:
         CACHE.labels("playlist", "miss").inc()
         task = self._playlist_flights.get(url)
         if task is None:
-            task = asyncio.create_task(self._fetch_playlist(url, headers, cookies, ttl))
+            task = asyncio.create_task(self._fetch_playlist(url, headers, cookies, ttl,
+                                                            deadline or self.timeout))
             self._playlist_flights[url] = task
             task.add_done_callback(lambda _: self._playlist_flights.pop(url, None))
         return await asyncio.shield(task)
 
     async def _fetch_playlist(self, url: str, headers: Mapping[str, str],
-                              cookies: Mapping[str, str], ttl: float) -> Fetched:
+                              cookies: Mapping[str, str], ttl: float, deadline: float) -> Fetched:
         FETCHES.labels("playlist").inc()
         try:
             got = await fetch(self.client, url, policy=self.policy, headers=headers,
-                              cookies=cookies, max_bytes=MAX_PLAYLIST, deadline=self.timeout)
+                              cookies=cookies, max_bytes=MAX_PLAYLIST, deadline=deadline)
         except FetchError as exc:
             raise _error(exc) from exc
         BYTES_IN.inc(len(got.body))

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import m3u8
 import pytest
-from litestar import Litestar, MediaType, get
+from litestar import Litestar, MediaType, Request, get
 from nats.aio.client import Client
 from streamlink import Streamlink
 
@@ -210,3 +210,58 @@ def test_streamlink_resolves_and_reads_the_relayed_stream(setup: Setup) -> None:
     finally:
         fd.close()
     assert data[0] == 0x47
+
+
+async def test_head_and_byte_ranges_on_segments(setup: Setup) -> None:
+    """HEAD gives the length without a body; a Range gives 206 with exactly those bytes."""
+    master = m3u8.loads((await http_get(setup.url("plain"))).text)
+    media = m3u8.loads((await http_get(setup.relay + master.playlists[1].uri)).text)
+    url = setup.relay + media.segments[-1].uri
+    whole = (await http_get(url)).content
+    async with httpx.AsyncClient(timeout=10) as http:
+        head = await http.head(url)
+        part = await http.get(url, headers={"Range": "bytes=188-375"})
+        tail = await http.get(url, headers={"Range": "bytes=-188"})
+        bad = await http.get(url, headers={"Range": "bytes=999999999-"})
+        head_master = await http.head(setup.url("plain"))
+    assert head.status_code == 200
+    assert head.content == b""
+    assert int(head.headers["content-length"]) == len(whole)
+    assert part.status_code == 206
+    assert part.content == whole[188:376]
+    assert part.headers["content-range"] == f"bytes 188-375/{len(whole)}"
+    assert tail.content == whole[-188:]
+    assert bad.status_code == 416
+    assert head_master.status_code == 200
+    assert int(head_master.headers["content-length"]) > 0
+
+
+async def test_ll_hls_blocking_parameters_reach_the_origin(
+        nc: Client, nats_url: str, serve: Callable[[Any], str], tmp_path: Path) -> None:
+    """_HLS_msn and _HLS_part are passed upstream (and such answers are not shared)."""
+    seen: list[str] = []
+
+    @get("/ll.m3u8", media_type="application/vnd.apple.mpegurl", sync_to_thread=False)
+    def ll(request: Request[Any, Any, Any]) -> str:
+        seen.append(str(request.url.query))
+        return "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n"
+
+    kv = await topology.streams_kv(nc.jetstream())
+    master_text = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nll.m3u8\n"
+
+    @get("/m.m3u8", media_type="application/vnd.apple.mpegurl", sync_to_thread=False)
+    def m() -> str:
+        return master_text
+
+    upstream2 = serve(Litestar([ll, m], openapi_config=None, logging_config=None))
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path),
+                                  "SLIPSTREAM_EGRESS_ALLOW": upstream2.removeprefix("http://")})
+    await kv.put(subjects.stream_key(SESSION, "ll"), encode(record("ll", f"{upstream2}/m.m3u8")))
+    relay = serve(create_app(settings, [nats_url]))
+    signer = Signer(load_secret(None, settings.data_path))
+    master = m3u8.loads((await http_get(signer.master_url(relay, SESSION, "ll", 600))).text)
+    variant = relay + master.playlists[0].uri
+    assert (await http_get(variant + "?_HLS_msn=7&_HLS_part=2")).status_code == 200
+    assert (await http_get(variant + "?_HLS_msn=8")).status_code == 200
+    assert "_HLS_msn=7&_HLS_part=2" in seen
+    assert "_HLS_msn=8" in seen
