@@ -37,6 +37,21 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def identity(pid: int) -> tuple[int, str] | None:
+    """(pid, start time): a process's identity even if its pid is reused later."""
+    try:
+        return pid, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def still_running(ident: tuple[int, str] | None) -> bool:
+    """Whether the process with this identity still runs (not a zombie, pid not reused)."""
+    if ident is None or not alive(ident[0]):
+        return False
+    return identity(ident[0]) == ident
+
+
 def alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

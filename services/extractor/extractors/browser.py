@@ -66,7 +66,8 @@ class Chromium:
                 "--disable-features=OptimizationHints,MediaRouter,Translate,DialMediaRouteProvider,"
                 "AutofillServerCommunication,CertificateTransparencyComponentUpdater",
                 "--metrics-recording-only", "--password-store=basic", "--use-mock-keychain",
-                "--safebrowsing-disable-auto-update", f"--user-data-dir={self.profile}",
+                "--safebrowsing-disable-auto-update", "--disable-crash-reporter",
+                "--disable-breakpad", f"--user-data-dir={self.profile}",
                 "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
                 f"--proxy-server={proxy}", "--proxy-bypass-list=<-loopback>", "about:blank"]
         self.process = await asyncio.create_subprocess_exec(
