@@ -180,9 +180,8 @@ class Relay:
 
     async def _walk(self, target: Target) -> None:
         await self.master(target)
-        for ref, (url, kind) in list(self.refs.get(target.key, {}).items()):
+        for url, kind in list(self.refs.get(target.key, {}).values()):
             if kind == Kind.PLAYLIST:
-                del ref
                 await self.playlist(target, url)
 
 

@@ -265,3 +265,14 @@ async def test_ll_hls_blocking_parameters_reach_the_origin(
     assert (await http_get(variant + "?_HLS_msn=8")).status_code == 200
     assert "_HLS_msn=7&_HLS_part=2" in seen
     assert "_HLS_msn=8" in seen
+
+
+async def test_another_replica_serves_links_it_never_minted(setup: Setup, nats_url: str,
+                                                           serve: Callable[[Any], str]) -> None:
+    """A second relay (same secret) learns the stream's resources and serves the first's links."""
+    master = m3u8.loads((await http_get(setup.url("plain"))).text)
+    media = m3u8.loads((await http_get(setup.relay + master.playlists[0].uri)).text)
+    other = serve(create_app(setup.settings, [nats_url]))
+    segment = await http_get(other + media.segments[-1].uri)
+    assert segment.status_code == 200
+    assert segment.content[0] == 0x47
