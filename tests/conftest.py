@@ -30,9 +30,19 @@ from shared.natsserver import EmbeddedNats
 
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free a moment ago (held together, so never the same twice)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @pytest.fixture
@@ -129,7 +139,7 @@ def serve() -> Iterator[Callable[[Litestar], str]]:
     def _serve(app: Litestar) -> str:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
+        sock.listen(2048)
         port = sock.getsockname()[1]
         srv = http_server(app, log_level="warning")
         thread = threading.Thread(target=lambda: asyncio.run(srv.serve([sock])), daemon=True)

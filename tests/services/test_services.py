@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from shared.natsserver import EmbeddedNats
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 from tests.procs import Proc, base_env, module, status, wait_until
 from tests.services.scheduler.calendars import two_weekends, write
 
@@ -53,7 +53,7 @@ def test_service_gets_ready_on_real_nats_and_stops_cleanly(name: str, tmp_path: 
 @pytest.mark.parametrize("name", ["scheduler", "relay"])
 def test_service_started_before_nats_waits_then_becomes_ready(name: str, tmp_path: Path) -> None:
     """Start order does not matter: /readyz says NATS is missing, then turns ready by itself."""
-    nats_port, port = free_port(), free_port()
+    nats_port, port = free_ports(2)
     env = base_env(tmp_path, SLIPSTREAM_NATS_URL=f"nats://127.0.0.1:{nats_port}",
                    SLIPSTREAM_NATS_RECONNECT_WAIT="0.2",
                    SLIPSTREAM_SCHEDULER_CALENDAR=str(write(tmp_path / "cal.toml", two_weekends())),

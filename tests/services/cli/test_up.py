@@ -21,14 +21,15 @@ from shared.codec import decode
 from shared.kv import keys as kv_keys
 from shared.sessions import SessionEvent
 from shared.streams import StreamRecord
-from tests.conftest import free_port
+from tests.conftest import free_ports
 from tests.procs import Proc, alive, base_env, children_of, module, status, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def ports_env(tmp_path: Path) -> tuple[dict[str, str], dict[str, int]]:
-    ports = {name: free_port() for name in ("gateway", "relay", "scheduler", "extractor", "demo")}
+    names = ("gateway", "relay", "scheduler", "extractor", "demo")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     env = base_env(tmp_path / "data", **{f"SLIPSTREAM_{n.upper()}_PORT": str(p)
                                           for n, p in ports.items()})
     return env, ports
