@@ -12,6 +12,7 @@ from typing import Final
 
 import httpx
 
+from services.relay.continuity import Position, Shift, apply, end_of, switch
 from services.relay.records import Records
 from services.relay.rewrite import Kind, Mint, PlaylistError, rewrite
 from services.relay.upstream import Body, Upstream, UpstreamError
@@ -70,6 +71,11 @@ class Relay:
         self.upstream = upstream
         self.refs: dict[str, OrderedDict[str, tuple[str, str]]] = {}
         self._paths: dict[str, dict[str, str]] = {}
+        #: Playlist ref -> (master URL, position in it), and each master's playlist refs in order.
+        self.slots: dict[str, dict[str, tuple[str, int]]] = {}
+        self.orders: dict[tuple[str, str], list[str]] = {}
+        #: (stream, ref) -> (upstream URL served, its shift, where the served text ended).
+        self.continuity: dict[tuple[str, str], tuple[str, Shift, Position]] = {}
         self._rebuilds: dict[str, asyncio.Task[None]] = {}
 
     async def authorise(self, session: str, stream_id: str, token: str) -> Target:
@@ -117,7 +123,8 @@ class Relay:
         return mint
 
     async def playlist(self, target: Target, url: str,
-                       blocking: Mapping[str, str] | None = None) -> Served:
+                       blocking: Mapping[str, str] | None = None, *,
+                       mint: Mint | None = None) -> Served:
         """A playlist of the stream, rewritten so every URI is a relay URL.
 
         LL-HLS blocking-reload parameters (``_HLS_msn``, ``_HLS_part``, ``_HLS_skip``) are passed
@@ -134,14 +141,51 @@ class Relay:
         except UpstreamError as exc:
             raise RelayError(exc.status, exc.reason) from exc
         try:
-            text = rewrite(got.text, str(got.url), self._minter(target.key, target.prefix))
+            text = rewrite(got.text, str(got.url), mint or self._minter(target.key, target.prefix))
         except PlaylistError as exc:
             self.upstream.forget(url)
             raise RelayError(502, f"upstream sent an unusable playlist: {exc}") from exc
         return Served(content_type=PLAYLIST_TYPE, text=text)
 
     async def master(self, target: Target) -> Served:
-        return await self.playlist(target, target.record.upstream_url)
+        """The master playlist; remembers which playlist ref holds which slot of it."""
+        master_url = target.record.upstream_url
+        order: list[str] = []
+        mint = self._minter(target.key, target.prefix)
+
+        def recording(url: str, kind: str) -> str:
+            path = mint(url, kind)
+            if kind == Kind.PLAYLIST:
+                order.append(path.rsplit("/", 1)[1].partition(".")[0])
+            return path
+
+        served = await self.playlist(target, master_url, mint=recording)
+        slots = self.slots.setdefault(target.key, {})
+        for index, ref in enumerate(order):
+            slots.setdefault(ref, (master_url, index))
+        self.orders[(target.key, master_url)] = order
+        return served
+
+    async def followed(self, target: Target, ref: str, url: str,
+                       blocking: Mapping[str, str] | None) -> Served:
+        """A media playlist a viewer follows by ``ref``, kept continuous when the stream's
+        upstream changed: same slot of the new master, numbering carried on."""
+        slot = self.slots.get(target.key, {}).get(ref)
+        if slot is not None and slot[0] != target.record.upstream_url:
+            await self.master(target)
+            order = self.orders.get((target.key, target.record.upstream_url), [])
+            if slot[1] < len(order):
+                url = self.refs[target.key][order[slot[1]]][0]
+        served = await self.playlist(target, url, blocking)
+        if served.text is None or "#EXT-X-STREAM-INF" in served.text:
+            return served
+        state = self.continuity.get((target.key, ref))
+        shift = Shift() if state is None else state[1]
+        if state is not None and state[0] != url:
+            shift = switch(state[2], served.text)
+        text = apply(served.text, shift)
+        self.continuity[(target.key, ref)] = (url, shift, end_of(text))
+        return Served(content_type=served.content_type, text=text)
 
     async def resource(self, target: Target, kind: str, name: str,
                        blocking: Mapping[str, str] | None = None) -> Served:
@@ -155,7 +199,7 @@ class Relay:
             raise RelayError(404, "no such resource in this stream")
         url = entry[0]
         if kind == Kind.PLAYLIST:
-            return await self.playlist(target, url, blocking)
+            return await self.followed(target, ref, url, blocking)
         content_type = CONTENT_TYPES.get(f".{ext}", "application/octet-stream")
         record = target.record
         if kind == Kind.MEDIA and record.public_segments:

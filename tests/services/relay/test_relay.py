@@ -16,6 +16,7 @@ import httpx
 import m3u8
 import pytest
 from litestar import Litestar, MediaType, Request, get
+from litestar.params import FromPath
 from nats.aio.client import Client
 from streamlink import Streamlink
 
@@ -279,3 +280,41 @@ async def test_another_replica_serves_links_it_never_minted(setup: Setup, nats_u
     segment = await http_get(other + media.segments[-1].uri)
     assert segment.status_code == 200
     assert segment.content[0] == 0x47
+
+
+async def test_viewers_keep_playing_when_the_stream_is_re_resolved(
+        setup: Setup, nc: Client, nats_url: str, serve: Callable[[Any], str]) -> None:
+    """A new upstream URL: the viewer's playlist continues its numbering, with a discontinuity."""
+    @get("/m.m3u8", media_type="application/vnd.apple.mpegurl", sync_to_thread=False)
+    def new_master() -> str:
+        return "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=600000\nv.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1\nw.m3u8\n"
+
+    @get("/{name:str}", media_type="application/vnd.apple.mpegurl", sync_to_thread=False)
+    def new_media(name: FromPath[str]) -> str:
+        segments = "".join(f"#EXTINF:2.0,\nn{7 + i}.ts\n" for i in range(4))
+        return f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n{segments}"
+
+    other = serve(Litestar([new_master, new_media], openapi_config=None, logging_config=None))
+    allow = f"{setup.demo.removeprefix('http://')},{other.removeprefix('http://')}"
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(setup.settings.data_path),
+                                  "SLIPSTREAM_EGRESS_ALLOW": allow})
+    relay = serve(create_app(settings, [nats_url]))
+    master = m3u8.loads((await http_get(setup.url("plain").replace(setup.relay, relay))).text)
+    variant = relay + master.playlists[0].uri
+    before = m3u8.loads((await http_get(variant)).text)
+    last = before.media_sequence + len(before.segments) - 1
+    # The extractor re-resolves the stream to another upstream.
+    kv = await topology.streams_kv(nc.jetstream())
+    await kv.put(subjects.stream_key(SESSION, "plain"), encode(record("plain", f"{other}/m.m3u8")))
+    after = None
+    for _ in range(60):
+        await asyncio.sleep(0.1)
+        got = await http_get(variant)
+        if got.status_code == 200 and "#EXT-X-DISCONTINUITY\n" in got.text:
+            after = m3u8.loads(got.text)
+            break
+    assert after is not None, got.text
+    assert after.media_sequence == last + 1
+    assert after.segments[0].discontinuity
+    assert after.discontinuity_sequence == before.discontinuity_sequence + sum(
+        s.discontinuity for s in before.segments)
