@@ -15,6 +15,7 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Redirect, Stream
+from prometheus_client import Counter
 
 from services.relay.records import Records
 from services.relay.relay import BLOCKING_PARAMS, Relay, RelayError, Served
@@ -30,19 +31,30 @@ log = logs.get(__name__)
 
 SERVICE = "relay"
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
+BYTES_OUT = Counter("slipstream_relay_bytes_out_total", "Bytes sent to viewers", ["stream"])
+ERRORS = Counter("slipstream_relay_errors_total", "Requests answered with an error", ["status"])
+
+
+async def _counted(chunks: AsyncIterator[bytes], stream: str) -> AsyncIterator[bytes]:
+    counter = BYTES_OUT.labels(stream)
+    async for chunk in chunks:
+        counter.inc(len(chunk))
+        yield chunk
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-async def _respond(served: Served, *, head: bool = False, range_header: str | None = None,
-                   ) -> Response[Any]:
+async def _respond(served: Served, stream: str, *, head: bool = False,
+                   range_header: str | None = None) -> Response[Any]:
     headers = dict(SECURITY_HEADERS)
     if served.redirect is not None:
         return Redirect(served.redirect, status_code=302, headers=headers)
     if served.text is not None:
         headers["Cache-Control"] = "no-cache"
         data = served.text.encode()
+        if not head:
+            BYTES_OUT.labels(stream).inc(len(data))
         if head:
             headers["Content-Length"] = str(len(data))
             return Response(b"", media_type=served.content_type, headers=headers)
@@ -57,10 +69,12 @@ async def _respond(served: Served, *, head: bool = False, range_header: str | No
             headers["Content-Length"] = str(len(whole))
             return Response(b"", media_type=served.content_type, headers=headers)
         start, end = _byte_range(range_header or "", len(whole))
+        BYTES_OUT.labels(stream).inc(end + 1 - start)
         headers["Content-Range"] = f"bytes {start}-{end}/{len(whole)}"
         return Response(whole[start:end + 1], status_code=206, media_type=served.content_type,
                         headers=headers)
-    return Stream(served.body.read(), media_type=served.content_type, headers=headers)
+    return Stream(_counted(served.body.read(), stream), media_type=served.content_type,
+                  headers=headers)
 
 
 def _byte_range(header: str, size: int) -> tuple[int, int]:
@@ -78,6 +92,7 @@ def _byte_range(header: str, size: int) -> tuple[int, int]:
 
 
 def _error(_: Request[Any, Any, Any], exc: RelayError) -> Response[dict[str, str]]:
+    ERRORS.labels(str(exc.status)).inc()
     return Response({"error": exc.reason}, status_code=exc.status, headers=SECURITY_HEADERS)
 
 
@@ -92,7 +107,7 @@ async def master(request: Request[Any, Any, Any], state: State, *, session: From
     """The stream's master playlist, rewritten."""
     relay: Relay = state.relay
     target = await relay.authorise(session, stream, token)
-    return await _respond(await relay.master(target), head=request.method == "HEAD")
+    return await _respond(await relay.master(target), target.key, head=request.method == "HEAD")
 
 
 @route("/s/{session:str}/{stream:str}/{token:str}/{kind:str}/{name:str}",
@@ -104,7 +119,7 @@ async def resource(request: Request[Any, Any, Any], state: State, *, session: Fr
     relay: Relay = state.relay
     target = await relay.authorise(session, stream, token)
     served = await relay.resource(target, kind, name, _blocking(request))
-    return await _respond(served, head=request.method == "HEAD",
+    return await _respond(served, target.key, head=request.method == "HEAD",
                           range_header=request.headers.get("range"))
 
 

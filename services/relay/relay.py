@@ -54,7 +54,7 @@ class Target:
 
 @dataclass(frozen=True)
 class Served:
-    """A response: a playlist text, a body to stream, or a redirect."""
+    """A response: a playlist text, a body to stream, or a redirect (of one stream)."""
 
     content_type: str
     text: str | None = None
@@ -137,7 +137,7 @@ class Relay:
             ttl, timeout = 0.0, BLOCKING_TIMEOUT
         try:
             got = await self.upstream.playlist(url, record.headers, record.cookies, ttl,
-                                               deadline=timeout)
+                                               deadline=timeout, stream=target.key)
         except UpstreamError as exc:
             raise RelayError(exc.status, exc.reason) from exc
         try:
@@ -204,7 +204,7 @@ class Relay:
         record = target.record
         if kind == Kind.MEDIA and record.public_segments:
             return Served(content_type=content_type, redirect=url)
-        body = self.upstream.segment(url, record.headers, record.cookies)
+        body = self.upstream.segment(url, record.headers, record.cookies, target.key)
         await _first_bytes(body)
         return Served(content_type=body.content_type if kind == Kind.DATA else content_type,
                       body=body)

@@ -26,9 +26,10 @@ MAX_PLAYLIST: Final = 4 * 1024 * 1024
 MAX_SEGMENT: Final = 64 * 1024 * 1024
 SEGMENT_TTL: Final = 120.0
 
-FETCHES = Counter("slipstream_relay_upstream_fetches_total", "Upstream fetches", ["kind"])
-CACHE = Counter("slipstream_relay_cache_total", "Cache lookups", ["kind", "result"])
-BYTES_IN = Counter("slipstream_relay_upstream_bytes_total", "Bytes read from upstream")
+FETCHES = Counter("slipstream_relay_upstream_fetches_total", "Upstream fetches",
+                  ["kind", "stream"])
+CACHE = Counter("slipstream_relay_cache_total", "Cache lookups", ["kind", "result", "stream"])
+BYTES_IN = Counter("slipstream_relay_upstream_bytes_total", "Bytes read from upstream", ["stream"])
 
 
 class UpstreamError(Exception):
@@ -90,30 +91,31 @@ class Upstream:
         self._segment_flights: dict[str, tuple[Body, asyncio.Task[None]]] = {}
 
     async def playlist(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
-                       ttl: float, *, deadline: float | None = None) -> Fetched:
+                       ttl: float, *, deadline: float | None = None, stream: str = "") -> Fetched:
         """The playlist at ``url``: cached, in flight, or fetched now."""
         cached = self._playlists.get(url)
         if cached is not None and cached[0] > time.monotonic():
-            CACHE.labels("playlist", "hit").inc()
+            CACHE.labels("playlist", "hit", stream).inc()
             return cached[1]
-        CACHE.labels("playlist", "miss").inc()
+        CACHE.labels("playlist", "miss", stream).inc()
         task = self._playlist_flights.get(url)
         if task is None:
-            task = asyncio.create_task(self._fetch_playlist(url, headers, cookies, ttl,
-                                                            deadline or self.timeout))
+            task = asyncio.create_task(self._fetch_playlist(
+                url, headers, cookies, ttl, deadline=deadline or self.timeout, stream=stream))
             self._playlist_flights[url] = task
             task.add_done_callback(lambda _: self._playlist_flights.pop(url, None))
         return await asyncio.shield(task)
 
     async def _fetch_playlist(self, url: str, headers: Mapping[str, str],
-                              cookies: Mapping[str, str], ttl: float, deadline: float) -> Fetched:
-        FETCHES.labels("playlist").inc()
+                              cookies: Mapping[str, str], ttl: float, *, deadline: float,
+                              stream: str) -> Fetched:
+        FETCHES.labels("playlist", stream).inc()
         try:
             got = await fetch(self.client, url, policy=self.policy, headers=headers,
                               cookies=cookies, max_bytes=MAX_PLAYLIST, deadline=deadline)
         except FetchError as exc:
             raise _error(exc) from exc
-        BYTES_IN.inc(len(got.body))
+        BYTES_IN.labels(stream).inc(len(got.body))
         if ttl > 0:
             self._playlists[url] = (time.monotonic() + ttl, got)
             if len(self._playlists) > 4096:
@@ -125,27 +127,28 @@ class Upstream:
         """Drop a cached playlist (it turned out to be unusable)."""
         self._playlists.pop(url, None)
 
-    def segment(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str]) -> Body:
+    def segment(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
+                stream: str = "") -> Body:
         """The body of a segment (or key, init section, data): cached, in flight, or started now."""
         cached = self._segments.get(url)
         if cached is not None and cached[0] > time.monotonic():
             self._segments.move_to_end(url)
-            CACHE.labels("segment", "hit").inc()
+            CACHE.labels("segment", "hit", stream).inc()
             return cached[1]
         flight = self._segment_flights.get(url)
         if flight is not None:
-            CACHE.labels("segment", "shared").inc()
+            CACHE.labels("segment", "shared", stream).inc()
             return flight[0]
-        CACHE.labels("segment", "miss").inc()
+        CACHE.labels("segment", "miss", stream).inc()
         body = Body()
-        task = asyncio.create_task(self._fill(url, headers, cookies, body))
+        task = asyncio.create_task(self._fill(url, headers, cookies, body, stream=stream))
         self._segment_flights[url] = (body, task)
         task.add_done_callback(lambda _: self._segment_flights.pop(url, None))
         return body
 
     async def _fill(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
-                    body: Body) -> None:
-        FETCHES.labels("segment").inc()
+                    body: Body, *, stream: str) -> None:
+        FETCHES.labels("segment", stream).inc()
         try:
             async with asyncio.timeout(self.timeout * 3):
                 response, _ = await open_response(self.client, self.policy.check_url(url),
@@ -168,7 +171,7 @@ class Upstream:
             body.error = _error(exc)
         else:
             body.done = True
-            BYTES_IN.inc(body.size)
+            BYTES_IN.labels(stream).inc(body.size)
             self._store(url, body)
         finally:
             body.changed.set()

@@ -318,3 +318,16 @@ async def test_viewers_keep_playing_when_the_stream_is_re_resolved(
     assert after.segments[0].discontinuity
     assert after.discontinuity_sequence == before.discontinuity_sequence + sum(
         s.discontinuity for s in before.segments)
+
+
+async def test_metrics_count_fetches_and_bytes_per_stream(setup: Setup) -> None:
+    """/metrics shows upstream fetches, cache results and bytes out, labelled by stream."""
+    master = m3u8.loads((await http_get(setup.url("plain"))).text)
+    media = m3u8.loads((await http_get(setup.relay + master.playlists[1].uri)).text)
+    for _ in range(2):
+        assert (await http_get(setup.relay + media.segments[-1].uri)).status_code == 200
+    text = (await http_get(f"{setup.relay}/metrics")).text
+    key = f"{SESSION}.plain"
+    assert f'slipstream_relay_upstream_fetches_total{{kind="segment",stream="{key}"}}' in text
+    assert f'slipstream_relay_cache_total{{kind="segment",result="hit",stream="{key}"}}' in text
+    assert f'slipstream_relay_bytes_out_total{{stream="{key}"}}' in text
