@@ -49,9 +49,11 @@ class LimitTimeoutError(TimeoutError):
 class SharedState:
     """Cache and limits, in Redis when configured and reachable, else in memory."""
 
-    def __init__(self, url: str | None = None, *, timeout: float = 0.5) -> None:
+    def __init__(self, url: str | None = None, *, timeout: float = 0.5,
+                 max_entry: int = MAX_ENTRY) -> None:
         self.url = url
         self.timeout = timeout
+        self.max_entry = max_entry
         self._redis: aioredis.Redis | None = None
         if url:
             self._redis = aioredis.Redis.from_url(
@@ -87,7 +89,7 @@ class SharedState:
                 self._failed(exc)
             else:
                 self._recovered()
-                if isinstance(value, bytes) and len(value) <= MAX_ENTRY:
+                if isinstance(value, bytes) and len(value) <= self.max_entry:
                     return value
                 return None
         entry = self._memory.get(key)
@@ -97,8 +99,8 @@ class SharedState:
         return entry[1]
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
-        """Cache ``value`` for ``ttl`` seconds (values over 256 KiB are not cached)."""
-        if len(value) > MAX_ENTRY or ttl <= 0:
+        """Cache ``value`` for ``ttl`` seconds (values over ``max_entry`` are not cached)."""
+        if len(value) > self.max_entry or ttl <= 0:
             return
         if self.using_redis and self._redis is not None:
             try:
@@ -113,6 +115,33 @@ class SharedState:
         self._memory.move_to_end(key)
         while len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
+
+    @property
+    def shared(self) -> bool:
+        """Whether values are shared with other processes right now (Redis up)."""
+        return self.using_redis
+
+    async def claim(self, name: str, ttl: float) -> bool:
+        """Claim ``name`` for ``ttl`` seconds across replicas; ``True`` if this process got it
+        (always, without Redis: then only this process's own single-flight applies)."""
+        if not (self.using_redis and self._redis is not None):
+            return True
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                got = await self._redis.set(f"{PREFIX}claim:{name}", b"1", nx=True,
+                                            px=int(ttl * 1000))
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return True
+        self._recovered()
+        return bool(got)
+
+    async def release(self, name: str) -> None:
+        """Give a claim back early."""
+        if self._redis is not None and self.using_redis:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.timeout * 2):
+                    await self._redis.delete(f"{PREFIX}claim:{name}")
 
     async def _try_lease(self, name: str, limit: int, token: str, lease: float) -> bool | None:
         """``True``/``False`` from Redis, ``None`` when Redis cannot be used."""

@@ -21,6 +21,7 @@ from services.relay.records import Records
 from services.relay.relay import BLOCKING_PARAMS, Relay, RelayError, Served
 from services.relay.upstream import Upstream
 from shared import logs, topology
+from shared.cache import SharedState
 from shared.egress import client, policy_for
 from shared.health import ROUTES
 from shared.relay_urls import Signer, load_secret
@@ -129,7 +130,9 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     records = Records()
     policy = policy_for(settings)
     http = client(policy, timeout=10.0)
-    upstream = Upstream(http, policy, cache_bytes=settings.relay.cache_bytes)
+    shared = SharedState(settings.redis.url, timeout=settings.redis.timeout,
+                         max_entry=16 * 1024 * 1024)
+    upstream = Upstream(http, policy, cache_bytes=settings.relay.cache_bytes, shared=shared)
     relay = Relay(Signer(load_secret(settings.relay.secret, settings.data_path)), records, upstream)
     readiness = readiness_for(link)
 
@@ -137,6 +140,8 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
         return None if records.synced.is_set() else "streams not loaded yet"
 
     readiness.add("streams", synced)
+    if settings.redis.url:
+        readiness.add("redis", shared.check)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -157,6 +162,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
                 await task
             await upstream.close()
             await http.aclose()
+            await shared.close()
             await link.close()
 
     origins = [settings.gateway_url, *settings.gateway.allowed_origins]

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 import httpx
+import msgspec
 from prometheus_client import Counter
 
+from shared.cache import SharedState
 from shared.egress import EgressDeniedError, EgressPolicy
 from shared.fetch import Fetched, FetchError, TooLargeError, fetch, open_response
 
@@ -30,6 +33,27 @@ FETCHES = Counter("slipstream_relay_upstream_fetches_total", "Upstream fetches",
                   ["kind", "stream"])
 CACHE = Counter("slipstream_relay_cache_total", "Cache lookups", ["kind", "result", "stream"])
 BYTES_IN = Counter("slipstream_relay_upstream_bytes_total", "Bytes read from upstream", ["stream"])
+
+
+class Shared(msgspec.Struct, frozen=True):
+    """A fetched body as replicas share it through Redis."""
+
+    url: str
+    body: bytes
+    content_type: str = ""
+
+
+def _decode(raw: bytes | None) -> Shared | None:
+    if raw is None:
+        return None
+    try:
+        return msgspec.msgpack.decode(raw, type=Shared)
+    except msgspec.DecodeError:
+        return None  # not ours, or damaged: fetch instead
+
+
+def _shared_key(kind: str, url: str) -> str:
+    return f"relay:{kind}:{hashlib.sha256(url.encode()).hexdigest()[:32]}"
 
 
 class UpstreamError(Exception):
@@ -79,8 +103,10 @@ class Upstream:
     """The relay's upstream side: one pooled, egress-guarded client and the shared caches."""
 
     def __init__(self, client: httpx.AsyncClient, policy: EgressPolicy, *,
-                 cache_bytes: int = 256 * 1024 * 1024, timeout: float = 10.0) -> None:
+                 cache_bytes: int = 256 * 1024 * 1024, timeout: float = 10.0,
+                 shared: SharedState | None = None) -> None:
         self.client = client
+        self.shared = shared
         self.policy = policy
         self.timeout = timeout
         self.cache_bytes = cache_bytes
@@ -109,13 +135,22 @@ class Upstream:
     async def _fetch_playlist(self, url: str, headers: Mapping[str, str],
                               cookies: Mapping[str, str], ttl: float, *, deadline: float,
                               stream: str) -> Fetched:
-        FETCHES.labels("playlist", stream).inc()
-        try:
-            got = await fetch(self.client, url, policy=self.policy, headers=headers,
-                              cookies=cookies, max_bytes=MAX_PLAYLIST, deadline=deadline)
-        except FetchError as exc:
-            raise _error(exc) from exc
-        BYTES_IN.labels(stream).inc(len(got.body))
+        async def from_upstream() -> Shared:
+            FETCHES.labels("playlist", stream).inc()
+            try:
+                got = await fetch(self.client, url, policy=self.policy, headers=headers,
+                                  cookies=cookies, max_bytes=MAX_PLAYLIST, deadline=deadline)
+            except FetchError as exc:
+                raise _error(exc) from exc
+            BYTES_IN.labels(stream).inc(len(got.body))
+            return Shared(url=str(got.url), body=got.body)
+
+        if ttl > 0:
+            found = await self._across_replicas("playlist", url, ttl, deadline, from_upstream)
+        else:
+            found = await from_upstream()
+        got = Fetched(url=httpx.URL(found.url), status=200, headers=httpx.Headers(),
+                      body=found.body, elapsed=0.0)
         if ttl > 0:
             self._playlists[url] = (time.monotonic() + ttl, got)
             if len(self._playlists) > 4096:
@@ -148,6 +183,9 @@ class Upstream:
 
     async def _fill(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
                     body: Body, *, stream: str) -> None:
+        done, claimed = await self._from_replicas(url, body)
+        if done:
+            return
         FETCHES.labels("segment", stream).inc()
         try:
             async with asyncio.timeout(self.timeout * 3):
@@ -173,8 +211,72 @@ class Upstream:
             body.done = True
             BYTES_IN.labels(stream).inc(body.size)
             self._store(url, body)
+            if self.shared is not None:
+                await self.shared.set(_shared_key("segment", url), msgspec.msgpack.encode(
+                    Shared(url=url, body=b"".join(body.chunks), content_type=body.content_type)),
+                    SEGMENT_TTL)
         finally:
             body.changed.set()
+            if claimed and self.shared is not None:
+                await self.shared.release(_shared_key("segment", url))
+
+    async def _from_replicas(self, url: str, body: Body) -> tuple[bool, bool]:
+        """Fill ``body`` from a replica's fetch through Redis if there is (or will be) one.
+
+        Returns (filled, claimed): ``claimed`` means this process is now the one fetching.
+        """
+        shared = self.shared
+        if shared is None or not shared.shared:
+            return False, False
+        key = _shared_key("segment", url)
+        until = time.monotonic() + self.timeout * 3
+        while time.monotonic() < until:
+            found = _decode(await shared.get(key))
+            claimed = found is None and await shared.claim(key, self.timeout * 3)
+            if claimed:
+                # The claimant may have stored it and let go between our read and our claim.
+                found = _decode(await shared.get(key))
+                if found is None:
+                    return False, True
+                await shared.release(key)
+            if found is not None:
+                body.chunks.append(found.body)
+                body.size = len(found.body)
+                body.content_type = found.content_type or body.content_type
+                body.done = True
+                body.changed.set()
+                self._store(url, body)
+                return True, False
+            await asyncio.sleep(0.03)
+        return False, False
+
+    async def _across_replicas(self, kind: str, url: str, ttl: float, deadline: float,
+                               fetch_one: Callable[[], Awaitable[Shared]]) -> Shared:
+        """One fetch across relay replicas (through Redis): take the value another replica
+        stored, or claim the fetch and do it, or wait for the claimant. Without Redis, or when
+        it fails, this process simply fetches."""
+        shared = self.shared
+        if shared is None or not shared.shared:
+            return await fetch_one()
+        key = _shared_key(kind, url)
+        until = time.monotonic() + deadline
+        while time.monotonic() < until:
+            found = _decode(await shared.get(key))
+            if found is not None:
+                return found
+            if await shared.claim(key, deadline):
+                try:
+                    # Stored and released between our read and our claim? Then use it.
+                    found = _decode(await shared.get(key))
+                    if found is not None:
+                        return found
+                    value = await fetch_one()
+                    await shared.set(key, msgspec.msgpack.encode(value), max(ttl, 0.001))
+                    return value
+                finally:
+                    await shared.release(key)
+            await asyncio.sleep(0.03)
+        return await fetch_one()
 
     def _store(self, url: str, body: Body) -> None:
         self._segments[url] = (time.monotonic() + SEGMENT_TTL, body)

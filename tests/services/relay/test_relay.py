@@ -331,3 +331,24 @@ async def test_metrics_count_fetches_and_bytes_per_stream(setup: Setup) -> None:
     assert f'slipstream_relay_upstream_fetches_total{{kind="segment",stream="{key}"}}' in text
     assert f'slipstream_relay_cache_total{{kind="segment",result="hit",stream="{key}"}}' in text
     assert f'slipstream_relay_bytes_out_total{{stream="{key}"}}' in text
+
+
+async def test_relay_replicas_share_one_upstream_fetch_through_redis(
+        setup: Setup, nats_url: str, redis_url: str, serve: Callable[[Any], str]) -> None:
+    """Two relays on one Redis: viewers on both cost one upstream request per segment."""
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(setup.settings.data_path),
+                                  "SLIPSTREAM_EGRESS_ALLOW": setup.demo.removeprefix("http://"),
+                                  "SLIPSTREAM_REDIS_URL": redis_url})
+    a = serve(create_app(settings, [nats_url]))
+    b = serve(create_app(settings, [nats_url]))
+    url = setup.url("plain")
+    master = m3u8.loads((await http_get(url.replace(setup.relay, a))).text)
+    media = m3u8.loads((await http_get(a + master.playlists[1].uri)).text)
+    setup.origin.hits.clear()
+    async with httpx.AsyncClient(timeout=30) as http:
+        got = await asyncio.gather(*(http.get(base + s.uri) for s in media.segments[-2:]
+                                     for base in (a, b) for _ in range(10)))
+    assert {r.status_code for r in got} == {200}
+    seg_hits = {p: n for p, n in setup.origin.hits.items() if p.endswith(".ts")}
+    assert len(seg_hits) == 2
+    assert set(seg_hits.values()) == {1}
