@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import m3u8
 import pytest
-from litestar import Litestar, MediaType, Request, get
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import Cookie
 from litestar.params import FromPath
 from nats.aio.client import Client
 from streamlink import Streamlink
@@ -352,3 +353,55 @@ async def test_relay_replicas_share_one_upstream_fetch_through_redis(
     seg_hits = {p: n for p, n in setup.origin.hits.items() if p.endswith(".ts")}
     assert len(seg_hits) == 2
     assert set(seg_hits.values()) == {1}
+
+
+async def test_public_segments_redirect_and_nothing_upstream_leaks_into_headers(
+        nc: Client, nats_url: str, serve: Callable[[Any], str], tmp_path: Path) -> None:
+    """Redirect mode for public segments; upstream Set-Cookie never reaches the viewer;
+    a slow upstream is a 504; the web UI's origin passes CORS."""
+    @get("/p.m3u8", media_type="application/vnd.apple.mpegurl", sync_to_thread=False)
+    def playlist() -> Response[str]:
+        text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXTINF:2,\nslow.ts\n"
+        return Response(text, media_type="application/vnd.apple.mpegurl",
+                        cookies=[Cookie(key="upstream", value="secret")])
+
+    @get("/a.ts", media_type="video/mp2t", sync_to_thread=False)
+    def seg() -> bytes:
+        return b"\x47" * 188
+
+    @get("/slow.ts", media_type="video/mp2t")
+    async def slow() -> bytes:
+        await asyncio.sleep(5)
+        return b""
+
+    upstream = serve(Litestar([playlist, seg, slow], openapi_config=None, logging_config=None))
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path),
+                                  "SLIPSTREAM_EGRESS_ALLOW": upstream.removeprefix("http://")})
+    kv = await topology.streams_kv(nc.jetstream())
+    await kv.put(subjects.stream_key(SESSION, "pub"), encode(record(
+        "pub", f"{upstream}/p.m3u8", public_segments=True)))
+    await kv.put(subjects.stream_key(SESSION, "priv"), encode(record(
+        "priv", f"{upstream}/p.m3u8", headers={"Referer": f"{upstream}/"})))
+    app = create_app(settings, [nats_url])
+    app.state.relay.upstream.timeout = 1.0
+    relay = serve(app)
+    signer = Signer(load_secret(None, settings.data_path))
+    async with httpx.AsyncClient(timeout=20) as http:
+        pub = await http.get(signer.master_url(relay, SESSION, "pub", 600))
+        assert "set-cookie" not in pub.headers
+        seg_uri = m3u8.loads(pub.text).segments[0].uri
+        moved = await http.get(relay + seg_uri)
+        assert moved.status_code == 302
+        assert moved.headers["location"] == f"{upstream}/a.ts"
+        priv = m3u8.loads((await http.get(signer.master_url(relay, SESSION, "priv", 600))).text)
+        proxied = await http.get(relay + priv.segments[0].uri)
+        assert proxied.status_code == 200
+        assert proxied.content == b"\x47" * 188
+        timed_out = await http.get(relay + priv.segments[1].uri)
+        assert timed_out.status_code == 504
+        preflight = await http.options(relay + priv.segments[0].uri, headers={
+            "Origin": settings.gateway_url, "Access-Control-Request-Method": "GET"})
+        assert preflight.headers["access-control-allow-origin"] == settings.gateway_url
+        other = await http.options(relay + priv.segments[0].uri, headers={
+            "Origin": "https://evil.test", "Access-Control-Request-Method": "GET"})
+        assert other.headers.get("access-control-allow-origin") != "https://evil.test"
