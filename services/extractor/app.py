@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Final
 
@@ -33,6 +32,7 @@ from shared.health import Readiness
 from shared.jobs import DeadLetter, ExtractJob
 from shared.sessions import SessionEvent
 from shared.settings import Settings, SourceSettings
+from shared.tasks import background
 from shared.times import SystemClock
 
 log = logs.get(__name__)
@@ -132,7 +132,7 @@ class ExtractorApp:
             await self._dead_letter(msg, str(exc), "PayloadError")
             await msg.reject()
             return
-        async with self._heartbeat(msg):
+        async with background(self._heartbeat(msg), "job-heartbeat"):
             try:
                 decision = await self.jobs.run(job, attempt=msg.raw_message.metadata.num_delivered)
             except (NatsError, TimeoutError) as exc:
@@ -147,20 +147,12 @@ class ExtractorApp:
         else:
             await msg.nack(delay=decision.next_run or 1.0)
 
-    @contextlib.asynccontextmanager
-    async def _heartbeat(self, msg: NatsMessage) -> AsyncIterator[None]:
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(HEARTBEAT)
-                await msg.in_progress()
-
-        task = asyncio.create_task(beat(), name="job-heartbeat")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    @staticmethod
+    async def _heartbeat(msg: NatsMessage) -> None:
+        """Tell JetStream the job is still being worked on (so it is not redelivered)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            await msg.in_progress()
 
     async def work(self, _: NatsBroker, nc: Client, stop: asyncio.Event) -> None:
         """Open the client, proxy and buckets; the handlers use them until :meth:`close`."""

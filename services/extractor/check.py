@@ -20,18 +20,20 @@ from services.extractor.extractors.browser import CHROMIUM
 from services.extractor.probe import ProbeError, probe
 from services.extractor.registry import Context, ExtractionError
 from services.extractor.resolve import InvalidOutputError, validate
-from shared.egress import EgressPolicy, client
+from shared.egress import EgressPolicy, client, policy_for
 from shared.egress_proxy import EgressProxy
 from shared.runtime import read_runtime
 from shared.settings import Settings, SettingsError, load_settings
 
 
 def _policy(settings: Settings) -> EgressPolicy:
-    allow = list(settings.egress.allow)
+    """The extractor's policy, plus the demo origin of a running ``slipstream up``."""
+    policy = policy_for(settings)
     info = read_runtime(settings.data_path)
-    if info is not None and info.demo_url:
-        allow.append(httpx.URL(info.demo_url).netloc.decode())
-    return EgressPolicy.from_strings(allow)
+    if info is None or not info.demo_url:
+        return policy
+    demo = EgressPolicy.from_strings([httpx.URL(info.demo_url).netloc.decode()])
+    return EgressPolicy(policy.allow | demo.allow)
 
 
 async def check(url: str, choice: str, settings: Settings, out: list[str]) -> int:

@@ -4,7 +4,6 @@ and KV watch, the upstream client, CORS for the web UI, health and metrics.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from shared.health import ROUTES
 from shared.relay_urls import Signer, load_secret
 from shared.service import NatsLink, readiness_for
 from shared.settings import Settings
+from shared.tasks import background
 
 log = logs.get(__name__)
 
@@ -153,13 +153,10 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
                 return
             await records.follow(await topology.streams_kv(link.client.jetstream()))
 
-        task = asyncio.create_task(follow(), name="relay-follow-streams")
         try:
-            yield
+            async with background(follow(), "relay-follow-streams"):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await upstream.close()
             await http.aclose()
             await shared.close()
