@@ -14,10 +14,11 @@ import timeit
 
 import m3u8
 
-from services.relay.records import Records
 from services.relay.relay import Relay
 from services.relay.rewrite import rewrite
+from shared.kvmirror import KvMirror
 from shared.relay_urls import Signer
+from shared.streams import StreamRecord
 
 BASE = "https://cdn.example.test/live/event/720p/index.m3u8?token=abcdef"
 TEXT = "\n".join([
@@ -40,7 +41,7 @@ def keyed_mint(url: str, kind: str) -> str:
 
 def relay_minters() -> tuple[object, object]:
     """The relay's own minter, cold (every URL new) and warm (the next refresh of a window)."""
-    relay = Relay(Signer(b"s" * 32), Records(), None)  # type: ignore[arg-type]
+    relay = Relay(Signer(b"s" * 32), KvMirror(StreamRecord), None)  # type: ignore[arg-type]
     prefix = "/s/2026.bench.race/bench/abc.SIGNATURE"
 
     def cold() -> str:

@@ -16,16 +16,17 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Stream
 from prometheus_client import Counter
 
-from services.relay.records import Records
 from services.relay.relay import BLOCKING_PARAMS, Relay, RelayError, Served
 from services.relay.upstream import Upstream
 from shared import logs, topology
 from shared.cache import SharedState
 from shared.egress import client, policy_for
 from shared.health import ROUTES
+from shared.kvmirror import KvMirror
 from shared.relay_urls import Signer, load_secret
 from shared.service import NatsLink, readiness_for
 from shared.settings import Settings
+from shared.streams import StreamRecord
 from shared.tasks import background
 
 log = logs.get(__name__)
@@ -127,7 +128,7 @@ async def resource(request: Request[Any, Any, Any], state: State, *, session: Fr
 def create_app(settings: Settings, servers: list[str]) -> Litestar:
     """The relay app; NATS connects in the background so health answers from the start."""
     link = NatsLink(servers, SERVICE, settings)
-    records = Records()
+    records = KvMirror(StreamRecord)
     policy = policy_for(settings)
     http = client(policy, timeout=10.0)
     shared = SharedState(settings.redis.url, timeout=settings.redis.timeout,

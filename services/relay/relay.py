@@ -13,9 +13,9 @@ from typing import Final
 import httpx
 
 from services.relay.continuity import Position, Shift, apply, end_of, switch
-from services.relay.records import Records
 from services.relay.rewrite import Kind, Mint, PlaylistError, rewrite
 from services.relay.upstream import Body, Upstream, UpstreamError
+from shared.kvmirror import KvMirror
 from shared.relay_urls import RelayTokenError, Signer
 from shared.streams import StreamRecord
 from shared.subjects import InvalidTokenError, check_session_key, check_token
@@ -65,7 +65,7 @@ class Served:
 class Relay:
     """Everything the relay's routes need."""
 
-    def __init__(self, signer: Signer, records: Records, upstream: Upstream) -> None:
+    def __init__(self, signer: Signer, records: KvMirror[StreamRecord], upstream: Upstream) -> None:
         self.signer = signer
         self.records = records
         self.upstream = upstream
