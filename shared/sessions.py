@@ -107,3 +107,19 @@ SessionEvent = Scheduled | Upcoming | Live | Ended | Rescheduled | Cancelled
 def phase_of(event: SessionEvent) -> Phase:
     """The phase an event announces."""
     return Phase(str(type(event).__struct_config__.tag))
+
+
+class SessionStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A session and its current phase, as the API and the feed show it."""
+
+    session: Session
+    phase: Phase
+    #: When the current phase took effect.
+    since: UtcDateTime
+    revision: int = 0
+
+
+def status_of(event: SessionEvent, revision: int = 0) -> SessionStatus:
+    """The status a session's last event implies."""
+    return SessionStatus(session=event.session, phase=phase_of(event), since=event.at,
+                         revision=revision)

@@ -1,19 +1,48 @@
-"""App factory of the gateway: status page and API (the web UI, REST API and WebSocket feed
-arrive with the gateway issue; for now it connects, applies the topology and reports health)."""
+"""App factory of the gateway: the REST API over the ``sessions`` and ``streams`` buckets, the
+M3U and ICS exports, a status page, health and metrics (the web UI and the WebSocket feed come
+with the rest of the gateway issue). Only public views ever leave: no upstream URL, header or
+cookie.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import html
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
-from litestar import Litestar, MediaType, get
+from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, FromQuery
 
+from services.gateway.views import Views, ics, m3u
+from shared import topology
 from shared.health import ROUTES, ReadyReport
-from shared.service import NatsLink, nats_lifespan, readiness_for
+from shared.kvmirror import KvMirror
+from shared.relay_urls import Signer, load_secret
+from shared.service import NatsLink, readiness_for
+from shared.sessions import SessionEvent, SessionStatus
 from shared.settings import Settings
+from shared.streams import StreamRecord, StreamView
+from shared.subjects import InvalidTokenError, check_session_key
+from shared.tasks import background
 
 SERVICE = "gateway"
+
+
+class SessionDetail(SessionStatus, frozen=True, kw_only=True):
+    """One session with its streams (public views)."""
+
+    streams: list[StreamView]
+
+
+class LiveNow(SessionStatus, frozen=True, kw_only=True):
+    """A live session with its streams."""
+
+    streams: list[StreamView]
 
 
 @get("/api/status")
@@ -21,6 +50,61 @@ async def status(state: State) -> ReadyReport:
     """Readiness of the gateway and of its link to NATS."""
     report: ReadyReport = await state.readiness.report()
     return report
+
+
+@get("/api/sessions", sync_to_thread=False)
+def sessions(state: State, season: FromQuery[int | None] = None) -> list[SessionStatus]:
+    """Every session (the season calendar), by start time, with its current phase."""
+    views: Views = state.views
+    return views.session_statuses(season)
+
+
+@get("/api/sessions/{key:str}", sync_to_thread=False)
+def session(state: State, key: FromPath[str]) -> SessionDetail:
+    """One session, with its streams."""
+    views: Views = state.views
+    try:
+        check_session_key(key)
+    except InvalidTokenError as exc:
+        raise NotFoundException(f"no session {key!r}") from exc
+    found = views.session(key)
+    if found is None:
+        raise NotFoundException(f"no session {key!r}")
+    return SessionDetail(session=found.session, phase=found.phase, since=found.since,
+                         revision=found.revision, streams=views.stream_views(key))
+
+
+@get("/api/streams", sync_to_thread=False)
+def streams(state: State, session: FromQuery[str | None] = None) -> list[StreamView]:
+    """Every stream (public views), or those of one session; ``playback_url`` is the relay's."""
+    views: Views = state.views
+    return views.stream_views(session)
+
+
+@get("/api/live", sync_to_thread=False)
+def live(state: State) -> list[LiveNow]:
+    """The sessions live now, with their streams."""
+    views: Views = state.views
+    return [LiveNow(session=s.session, phase=s.phase, since=s.since, revision=s.revision,
+                    streams=views.stream_views(s.session.key)) for s in views.live()]
+
+
+@get("/export/live.m3u", sync_to_thread=False)
+def export_m3u(state: State) -> Response[str]:
+    """An M3U playlist of the live streams, for VLC, Kodi, Jellyfin or Threadfin."""
+    views: Views = state.views
+    live_now = views.live()
+    text = m3u(live_now, [v for s in live_now for v in views.stream_views(s.session.key)])
+    return Response(text, media_type="audio/x-mpegurl",
+                    headers={"Content-Disposition": 'inline; filename="slipstream-live.m3u"'})
+
+
+@get("/export/calendar.ics", sync_to_thread=False)
+def export_ics(state: State) -> Response[str]:
+    """The sessions as an iCalendar feed."""
+    views: Views = state.views
+    return Response(ics(views.session_statuses(), datetime.now(UTC)),
+                    media_type="text/calendar; charset=utf-8")
 
 
 @get("/", media_type=MediaType.HTML)
@@ -34,17 +118,49 @@ async def home(state: State) -> str:
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Slipstream</title>"
         "<meta name=viewport content='width=device-width,initial-scale=1'></head>"
         f"<body style='font-family:system-ui;margin:2rem'><h1>Slipstream</h1><p>Gateway {word}.</p>"
-        f"<ul>{rows}</ul><p>API schema: <a href=/schema>/schema</a></p></body></html>"
+        f"<ul>{rows}</ul><p><a href=/api/live>live now</a> · <a href=/api/sessions>sessions</a>"
+        " · <a href=/export/live.m3u>M3U</a> · <a href=/export/calendar.ics>calendar</a>"
+        " · <a href=/schema>API schema</a></p></body></html>"
     )
 
 
 def create_app(settings: Settings, servers: list[str]) -> Litestar:
     """The gateway app; NATS connects in the background so health answers from the start."""
     link = NatsLink(servers, SERVICE, settings)
+    views = Views(sessions=KvMirror(SessionEvent), streams=KvMirror(StreamRecord),  # type: ignore[arg-type]
+                  signer=Signer(load_secret(settings.relay.secret, settings.data_path)),
+                  relay_url=settings.relay_public_url, url_ttl=settings.relay.url_ttl)
+    readiness = readiness_for(link)
+
+    async def synced() -> str | None:
+        if views.sessions.synced.is_set() and views.streams.synced.is_set():
+            return None
+        return "sessions and streams not loaded yet"
+
+    readiness.add("data", synced)
+
+    async def follow() -> None:
+        await link.ready.wait()
+        if link.client is None:  # pragma: no cover - ready implies a client
+            return
+        js = link.client.jetstream()
+        async with background(views.streams.follow(await topology.streams_kv(js)), "streams"):
+            await views.sessions.follow(await topology.sessions_kv(js))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        link.start()
+        try:
+            async with background(follow(), "gateway-follow"):
+                yield
+        finally:
+            await link.close()
+
     return Litestar(
-        route_handlers=[*ROUTES, status, home],
-        lifespan=[nats_lifespan(link)],
-        state=State({"readiness": readiness_for(link), "nats": link, "settings": settings}),
+        route_handlers=[*ROUTES, status, sessions, session, streams, live, export_m3u, export_ics,
+                        home],
+        lifespan=[lifespan],
+        state=State({"readiness": readiness, "views": views}),
         openapi_config=OpenAPIConfig(title="Slipstream gateway", version="0.1.0"),
         logging_config=None,
     )

@@ -1,0 +1,92 @@
+"""What the gateway shows, from the KV mirrors: session statuses, public stream views with
+signed relay URLs, what is live, and the M3U and ICS exports. Pure: no web framework here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.kvmirror import KvMirror
+from shared.relay_urls import Signer
+from shared.sessions import Phase, SessionEvent, SessionStatus, status_of
+from shared.streams import Health, StreamRecord, StreamView, public_view
+
+_FAR = datetime.max.replace(tzinfo=UTC)
+PLAYABLE = frozenset({Health.OK, Health.DEGRADED})
+
+
+@dataclass
+class Views:
+    """The gateway's read model over the ``sessions`` and ``streams`` buckets."""
+
+    sessions: KvMirror[SessionEvent]
+    streams: KvMirror[StreamRecord]
+    signer: Signer
+    relay_url: str
+    url_ttl: float
+
+    def session_statuses(self, season: int | None = None) -> list[SessionStatus]:
+        statuses = [status_of(event, revision) for event, revision in self.sessions.values.values()
+                    if season is None or event.session.season == season]
+        return sorted(statuses, key=lambda s: (s.session.start or _FAR, s.session.key))
+
+    def session(self, key: str) -> SessionStatus | None:
+        found = self.sessions.values.get(key)
+        return status_of(*found) if found else None
+
+    def stream_views(self, session: str | None = None) -> list[StreamView]:
+        views = []
+        for key, (record, revision) in self.streams.values.items():
+            if session is not None and not key.startswith(f"{session}."):
+                continue
+            url = self.signer.master_url(self.relay_url, record.session, record.id, self.url_ttl)
+            views.append(public_view(record, playback_url=url, revision=revision))
+        return sorted(views, key=lambda v: (v.session, v.health is not Health.OK, v.source))
+
+    def live(self) -> list[SessionStatus]:
+        return [s for s in self.session_statuses() if s.phase is Phase.LIVE]
+
+
+def m3u(sessions: Iterable[SessionStatus], views: Iterable[StreamView]) -> str:
+    """An M3U playlist of the playable streams of live sessions (VLC, Kodi, Jellyfin, Threadfin)."""
+    by_key = {s.session.key: s for s in sessions}
+    lines = ["#EXTM3U"]
+    for view in views:
+        status = by_key.get(view.session)
+        if status is None or view.health not in PLAYABLE:
+            continue
+        name = f"{status.session.event} {status.session.name} - {view.source}".replace(",", " ")
+        group = status.session.event.replace('"', "'")
+        lines.append(f'#EXTINF:-1 tvg-id="{view.session}.{view.id}" group-title="{group}",{name}')
+        lines.append(view.playback_url)
+    return "\n".join(lines) + "\n"
+
+
+def _ics_text(value: str) -> str:
+    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+            .replace("\n", "\\n"))
+
+
+def _ics_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def ics(sessions: Iterable[SessionStatus], now: datetime) -> str:
+    """An iCalendar (RFC 5545) of every session with a known time; cancelled ones marked so."""
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Slipstream//Sessions//EN",
+             "CALSCALE:GREGORIAN", "X-WR-CALNAME:Slipstream F1 sessions"]
+    for status in sessions:
+        s = status.session
+        if s.start is None:
+            continue
+        lines += ["BEGIN:VEVENT", f"UID:{s.key}@slipstream", f"DTSTAMP:{_ics_time(now)}",
+                  f"DTSTART:{_ics_time(s.start)}", f"DTEND:{_ics_time(s.end or s.start)}",
+                  f"SUMMARY:{_ics_text(f'{s.event}: {s.name}')}",
+                  f"LOCATION:{_ics_text(', '.join(p for p in (s.circuit, s.country) if p))}"]
+        if status.phase is Phase.CANCELLED:
+            lines.append("STATUS:CANCELLED")
+        lines.append("END:VEVENT")
+    lines.append("END:VCALENDAR")
+    return "\r\n".join(lines) + "\r\n"
