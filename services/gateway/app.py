@@ -6,20 +6,24 @@ cookie.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+import msgspec
+from litestar import Litestar, MediaType, Response, WebSocket, get, websocket
 from litestar.datastructures import State
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, WebSocketDisconnect
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
 
+from services.gateway.feed import FeedClient, Hub, stream_key_parts
 from services.gateway.views import Views, ics, m3u
 from shared import topology
+from shared.feed import CLOSE_TOO_SLOW, CLOSE_TRY_LATER, Heartbeat, Snapshot
 from shared.health import ROUTES, ReadyReport
 from shared.kvmirror import KvMirror
 from shared.relay_urls import Signer, load_secret
@@ -107,6 +111,71 @@ def export_ics(state: State) -> Response[str]:
                     media_type="text/calendar; charset=utf-8")
 
 
+HEARTBEAT = 15.0
+_encoder = msgspec.json.Encoder()
+
+
+@websocket("/ws")
+async def feed(socket: WebSocket[Any, Any, Any], state: State,
+               session: FromQuery[str | None] = None) -> None:
+    """The live feed: a snapshot, then every change (see ``shared/feed.py``)."""
+    origin = socket.headers.get("origin")
+    if origin is not None and origin not in state.origins:
+        await socket.close(code=4003, reason="origin not allowed")  # before accept: HTTP 403
+        return
+    if session is not None:
+        try:
+            check_session_key(session)
+        except InvalidTokenError:
+            await socket.close(code=4003, reason="bad session filter")
+            return
+    hub: Hub = state.hub
+    views: Views = state.views
+    client = hub.join(session)
+    if client is None:
+        await socket.close(code=CLOSE_TRY_LATER, reason="too many connections")
+        return
+    await socket.accept()
+    try:
+        snapshot = Snapshot(
+            sessions=[s for s in views.session_statuses()
+                      if session is None or s.session.key == session],
+            streams=views.stream_views(session),
+            revision=max(views.sessions.revision, views.streams.revision))
+        await socket.send_text(_encoder.encode(snapshot).decode())
+        await _pump(socket, client)
+    finally:
+        hub.leave(client)
+
+
+async def _pump(socket: WebSocket[Any, Any, Any], client: FeedClient) -> None:
+    """Send the client's queue until it disconnects, or cut it off when it stops reading."""
+    async def send() -> None:
+        while True:
+            try:
+                data = await asyncio.wait_for(client.queue.get(), HEARTBEAT)
+            except TimeoutError:
+                data = _encoder.encode(Heartbeat(at=datetime.now(UTC)))
+            await socket.send_text(data.decode())
+
+    async def receive() -> None:
+        while True:  # clients send nothing we need; reading notices a disconnect
+            await socket.receive_data(mode="text")
+
+    tasks = {asyncio.create_task(send()), asyncio.create_task(receive()),
+             asyncio.create_task(client.overflowed.wait())}
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if client.overflowed.is_set():
+        with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+            async with asyncio.timeout(1.0):
+                await socket.close(code=CLOSE_TOO_SLOW, reason="client too slow")
+
+
 @get("/", media_type=MediaType.HTML)
 async def home(state: State) -> str:
     """A plain status page until the web UI lands: what is connected, where the API is."""
@@ -127,9 +196,22 @@ async def home(state: State) -> str:
 def create_app(settings: Settings, servers: list[str]) -> Litestar:
     """The gateway app; NATS connects in the background so health answers from the start."""
     link = NatsLink(servers, SERVICE, settings)
+    hub = Hub()
     views = Views(sessions=KvMirror(SessionEvent), streams=KvMirror(StreamRecord),  # type: ignore[arg-type]
                   signer=Signer(load_secret(settings.relay.secret, settings.data_path)),
                   relay_url=settings.relay_public_url, url_ttl=settings.relay.url_ttl)
+
+    def stream_changed(key: str, record: StreamRecord | None, revision: int) -> None:
+        session_key, stream_id = stream_key_parts(key)
+        hub.stream_changed(views.view(record, revision) if record else None, session_key,
+                           stream_id, revision)
+
+    def session_changed(key: str, event: SessionEvent | None, revision: int) -> None:
+        if event is not None:
+            hub.session_changed(event, revision)
+
+    views.streams.on_change = stream_changed
+    views.sessions.on_change = session_changed  # type: ignore[assignment]
     readiness = readiness_for(link)
 
     async def synced() -> str | None:
@@ -158,9 +240,10 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
 
     return Litestar(
         route_handlers=[*ROUTES, status, sessions, session, streams, live, export_m3u, export_ics,
-                        home],
+                        feed, home],
         lifespan=[lifespan],
-        state=State({"readiness": readiness, "views": views}),
+        state=State({"readiness": readiness, "views": views, "hub": hub,
+                     "origins": {settings.gateway_url, *settings.gateway.allowed_origins}}),
         openapi_config=OpenAPIConfig(title="Slipstream gateway", version="0.1.0"),
         logging_config=None,
     )

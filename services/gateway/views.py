@@ -36,13 +36,15 @@ class Views:
         found = self.sessions.values.get(key)
         return status_of(*found) if found else None
 
+    def view(self, record: StreamRecord, revision: int) -> StreamView:
+        """The public view of one record, with a freshly signed playback URL."""
+        url = self.signer.master_url(self.relay_url, record.session, record.id, self.url_ttl)
+        return public_view(record, playback_url=url, revision=revision)
+
     def stream_views(self, session: str | None = None) -> list[StreamView]:
-        views = []
-        for key, (record, revision) in self.streams.values.items():
-            if session is not None and not key.startswith(f"{session}."):
-                continue
-            url = self.signer.master_url(self.relay_url, record.session, record.id, self.url_ttl)
-            views.append(public_view(record, playback_url=url, revision=revision))
+        views = [self.view(record, revision)
+                 for key, (record, revision) in self.streams.values.items()
+                 if session is None or key.startswith(f"{session}.")]
         return sorted(views, key=lambda v: (v.session, v.health is not Health.OK, v.source))
 
     def live(self) -> list[SessionStatus]:
