@@ -116,11 +116,6 @@ class SharedState:
         while len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
 
-    @property
-    def shared(self) -> bool:
-        """Whether values are shared with other processes right now (Redis up)."""
-        return self.using_redis
-
     async def claim(self, name: str, ttl: float) -> bool:
         """Claim ``name`` for ``ttl`` seconds across replicas; ``True`` if this process got it
         (always, without Redis: then only this process's own single-flight applies)."""

@@ -145,6 +145,11 @@ _DEFAULT_NAMES: Final = {
 }
 
 
+def demo_calendar_path(data_dir: Path) -> Path:
+    """Where the demo origin writes its calendar (the scheduler's calendar under the demo)."""
+    return data_dir / "demo" / "calendar.toml"
+
+
 def last_good_path(data_dir: Path) -> Path:
     """Where the scheduler keeps the last calendar it loaded successfully."""
     return data_dir / "scheduler" / "calendar.json"

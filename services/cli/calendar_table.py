@@ -14,6 +14,7 @@ from shared.calendar import (
     CalendarEntry,
     CalendarError,
     CalendarFile,
+    demo_calendar_path,
     read_calendar_file,
     read_last_good,
     sessions,
@@ -28,7 +29,7 @@ def find_calendar(settings: Settings) -> tuple[CalendarFile, str]:
     saved = read_last_good(settings.data_path)
     if saved is not None:
         return saved.calendar, f"{saved.source}, loaded {saved.loaded_at:%Y-%m-%d %H:%M} UTC"
-    candidates = [settings.data_path / "demo" / "calendar.toml"]
+    candidates = [demo_calendar_path(settings.data_path)]
     if settings.scheduler.calendar:
         candidates.insert(0, Path(settings.scheduler.calendar).expanduser())
     for path in candidates:

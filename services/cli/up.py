@@ -20,6 +20,7 @@ from typing import Final
 import httpx
 
 from services.cli.supervisor import Child, Supervisor, python_module
+from shared.calendar import demo_calendar_path
 from shared.http import StartupError, bind
 from shared.natsserver import EmbeddedNats, NatsServerError
 from shared.runtime import (
@@ -76,7 +77,7 @@ def _child_env(settings: Settings, nats_url: str, data_dir: Path) -> dict[str, s
     env["SLIPSTREAM_CHILD"] = "1"
     if settings.demo.enabled:
         if not settings.scheduler.calendar:
-            env["SLIPSTREAM_SCHEDULER_CALENDAR"] = str(data_dir / "demo" / "calendar.toml")
+            env["SLIPSTREAM_SCHEDULER_CALENDAR"] = str(demo_calendar_path(data_dir))
         # The demo pages join the operator's sources; the extractor may reach the demo origin.
         env["SLIPSTREAM_EXTRACTOR_DEMO_SOURCES"] = "true"
         env["SLIPSTREAM_EXTRACTOR_DEMO_URL"] = settings.demo_url

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from services.demo.app import calendar_path, create_app
+from services.demo.app import create_app
 from services.demo.calendar import demo_calendar, to_toml
 from shared import logs
+from shared.calendar import demo_calendar_path
 from shared.http import bind, server
 from shared.service import run
 from shared.settings import Settings
@@ -18,7 +19,7 @@ log = logs.get("services.demo")
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
     sock = bind(settings.demo.host, settings.demo.port, "demo.port")
-    path = calendar_path(settings.data_path)
+    path = demo_calendar_path(settings.data_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(to_toml(demo_calendar(SystemClock().now())))

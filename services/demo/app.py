@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Final
 
 from litestar import Litestar, MediaType, Request, Response, get
@@ -183,8 +182,3 @@ def create_app(*, renditions: list[Rendition] | None = None,
         state=State({"origin": origin}),
         openapi_config=None, logging_config=None,
     )
-
-
-def calendar_path(data_dir: Path) -> Path:
-    """Where the demo writes its calendar inside the data folder."""
-    return data_dir / "demo" / "calendar.toml"

@@ -226,7 +226,7 @@ class Upstream:
         Returns (filled, claimed): ``claimed`` means this process is now the one fetching.
         """
         shared = self.shared
-        if shared is None or not shared.shared:
+        if shared is None or not shared.using_redis:
             return False, False
         key = _shared_key("segment", url)
         until = time.monotonic() + self.timeout * 3
@@ -256,7 +256,7 @@ class Upstream:
         stored, or claim the fetch and do it, or wait for the claimant. Without Redis, or when
         it fails, this process simply fetches."""
         shared = self.shared
-        if shared is None or not shared.shared:
+        if shared is None or not shared.using_redis:
             return await fetch_one()
         key = _shared_key(kind, url)
         until = time.monotonic() + deadline
