@@ -9,13 +9,16 @@ import errno
 import logging
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
 
 
 class StartupError(RuntimeError):
     """A service cannot start for a reason the operator must fix (printed without traceback)."""
+
+
+USER_TIMEOUT_MS: Final = 60_000
 
 
 def bind(host: str, port: int, setting: str) -> socket.socket:
@@ -31,6 +34,10 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
             raise StartupError(f"{setting}: {host}:{port} is already in use; free it or set "
                                f"another port") from exc
         raise StartupError(f"{setting}: cannot listen on {host}:{port} ({exc.strerror})") from exc
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        # Accepted connections inherit it: a peer that stops reading (a zero window) or
+        # vanishes is dropped by the kernel after this long instead of holding buffers forever.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

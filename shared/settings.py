@@ -174,6 +174,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     port: Port = 8080
     #: Origins allowed to open the WebSocket feed; the gateway's own origin is always allowed.
     allowed_origins: list[PublicUrl] = msgspec.field(default_factory=list)
+    #: Folder of the built web UI; the checkout's ``ui/dist`` when not set.
+    ui_dir: str | None = None
 
 
 class DemoSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -224,6 +226,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def gateway_url(self) -> str:
         return f"http://{_url_host(self.gateway.host)}:{self.gateway.port}"
+
+    @property
+    def ui_origins(self) -> frozenset[str]:
+        """Origins whose pages may open the feed and play through the relay: the gateway's own
+        (under each loopback name when it listens on loopback) and the configured ones."""
+        own = {self.gateway_url}
+        if self.gateway.host in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+            own |= {f"http://{name}:{self.gateway.port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+        return frozenset(own | set(self.gateway.allowed_origins))
 
 
 def _url_host(host: str) -> str:

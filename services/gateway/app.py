@@ -1,7 +1,6 @@
-"""App factory of the gateway: the REST API over the ``sessions`` and ``streams`` buckets, the
-M3U and ICS exports, a status page, health and metrics (the web UI and the WebSocket feed come
-with the rest of the gateway issue). Only public views ever leave: no upstream URL, header or
-cookie.
+"""App factory of the gateway: the web UI (built from ``ui/``), the WebSocket feed, the REST API
+over the ``sessions`` and ``streams`` buckets, the M3U and ICS exports, health and metrics. Only
+public views ever leave: no upstream URL, header or cookie.
 """
 
 from __future__ import annotations
@@ -11,14 +10,16 @@ import contextlib
 import html
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from litestar import Litestar, MediaType, Response, WebSocket, get, websocket
-from litestar.datastructures import State
+from litestar.datastructures import CacheControlHeader, State
 from litestar.exceptions import NotFoundException, WebSocketDisconnect
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
+from litestar.static_files import create_static_files_router
 
 from services.gateway.feed import FeedClient, Hub, stream_key_parts
 from services.gateway.views import Views, ics, m3u
@@ -112,6 +113,8 @@ def export_ics(state: State) -> Response[str]:
 
 
 HEARTBEAT = 15.0
+SEND_STALL = 10.0
+CLOSE_GRACE = 10.0
 _encoder = msgspec.json.Encoder()
 
 
@@ -143,20 +146,26 @@ async def feed(socket: WebSocket[Any, Any, Any], state: State,
             streams=views.stream_views(session),
             revision=max(views.sessions.revision, views.streams.revision))
         await socket.send_text(_encoder.encode(snapshot).decode())
-        await _pump(socket, client)
+        await _pump(socket, client, hub)
     finally:
         hub.leave(client)
 
 
-async def _pump(socket: WebSocket[Any, Any, Any], client: FeedClient) -> None:
-    """Send the client's queue until it disconnects, or cut it off when it stops reading."""
+async def _pump(socket: WebSocket[Any, Any, Any], client: FeedClient, hub: Hub) -> None:
+    """Send the client's queue until it disconnects, or cut it off when it stops reading: its
+    queue filled (nobody waits for it: the hub drops it) or one send stalled for ``SEND_STALL``."""
     async def send() -> None:
         while True:
             try:
                 data = await asyncio.wait_for(client.queue.get(), HEARTBEAT)
             except TimeoutError:
                 data = _encoder.encode(Heartbeat(at=datetime.now(UTC)))
-            await socket.send_text(data.decode())
+            try:
+                async with asyncio.timeout(SEND_STALL):
+                    await socket.send_text(data.decode())
+            except TimeoutError:
+                client.overflowed.set()
+                return
 
     async def receive() -> None:
         while True:  # clients send nothing we need; reading notices a disconnect
@@ -171,14 +180,24 @@ async def _pump(socket: WebSocket[Any, Any, Any], client: FeedClient) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     if client.overflowed.is_set():
+        hub.leave(client)
+        # The close frame waits behind what the client has not read: a client that reads again
+        # within the grace period learns why (4008); one that never does is dropped by TCP.
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(CLOSE_GRACE):
                 await socket.close(code=CLOSE_TOO_SLOW, reason="client too slow")
 
 
-@get("/", media_type=MediaType.HTML)
-async def home(state: State) -> str:
-    """A plain status page until the web UI lands: what is connected, where the API is."""
+UI_DIST = Path(__file__).resolve().parents[2] / "ui" / "dist"
+
+
+@get("/", media_type=MediaType.HTML, include_in_schema=False)
+async def home(state: State) -> Response[bytes] | str:
+    """The web UI, or a plain status page when it was not built."""
+    index: Path = state.ui / "index.html"
+    with contextlib.suppress(FileNotFoundError):
+        return Response(await asyncio.to_thread(index.read_bytes), media_type=MediaType.HTML,
+                        headers={"Cache-Control": "no-cache"})
     report: ReadyReport = await state.readiness.report()
     rows = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
                    for k, v in report.checks.items())
@@ -186,16 +205,36 @@ async def home(state: State) -> str:
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Slipstream</title>"
         "<meta name=viewport content='width=device-width,initial-scale=1'></head>"
-        f"<body style='font-family:system-ui;margin:2rem'><h1>Slipstream</h1><p>Gateway {word}.</p>"
+        f"<body style='font-family:system-ui;margin:2rem'><h1>Slipstream</h1><p>Gateway {word}."
+        " The web UI is not built: <code>make up</code> builds it.</p>"
         f"<ul>{rows}</ul><p><a href=/api/live>live now</a> · <a href=/api/sessions>sessions</a>"
         " · <a href=/export/live.m3u>M3U</a> · <a href=/export/calendar.ics>calendar</a>"
         " · <a href=/schema>API schema</a></p></body></html>"
     )
 
 
+def _ui_assets(ui: Path) -> Any:
+    """The UI's hashed assets, cached for a year (a new build has new names)."""
+    return create_static_files_router(path="/assets", directories=[ui / "assets"],
+                                      cache_control=CacheControlHeader(max_age=31536000),
+                                      include_in_schema=False, name="ui-assets")
+
+
+@get("/favicon.svg", include_in_schema=False, media_type="image/svg+xml")
+async def favicon(state: State) -> Response[bytes]:
+    """The UI's icon."""
+    try:
+        icon = await asyncio.to_thread((state.ui / "favicon.svg").read_bytes)
+        return Response(icon, media_type="image/svg+xml",
+                        headers={"Cache-Control": "max-age=86400"})
+    except FileNotFoundError as exc:
+        raise NotFoundException("no icon") from exc
+
+
 def create_app(settings: Settings, servers: list[str]) -> Litestar:
     """The gateway app; NATS connects in the background so health answers from the start."""
     link = NatsLink(servers, SERVICE, settings)
+    ui = Path(settings.gateway.ui_dir).expanduser() if settings.gateway.ui_dir else UI_DIST
     hub = Hub()
     views = Views(sessions=KvMirror(SessionEvent), streams=KvMirror(StreamRecord),  # type: ignore[arg-type]
                   signer=Signer(load_secret(settings.relay.secret, settings.data_path)),
@@ -240,10 +279,10 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
 
     return Litestar(
         route_handlers=[*ROUTES, status, sessions, session, streams, live, export_m3u, export_ics,
-                        feed, home],
+                        feed, home, favicon, _ui_assets(ui)],
         lifespan=[lifespan],
         state=State({"readiness": readiness, "views": views, "hub": hub,
-                     "origins": {settings.gateway_url, *settings.gateway.allowed_origins}}),
+                     "origins": settings.ui_origins, "ui": ui}),
         openapi_config=OpenAPIConfig(title="Slipstream gateway", version="0.1.0"),
         logging_config=None,
     )

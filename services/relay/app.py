@@ -163,7 +163,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
             await shared.close()
             await link.close()
 
-    origins = [settings.gateway_url, *settings.gateway.allowed_origins]
+    origins = sorted(settings.ui_origins)
     return Litestar(
         route_handlers=[*ROUTES, master, resource],
         lifespan=[lifespan],

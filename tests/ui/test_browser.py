@@ -1,0 +1,201 @@
+"""The web UI as a viewer sees it: headless Debian Chromium, driven by Playwright, against the
+whole system started by ``slipstream up`` (real NATS, services, demo origin, built UI).
+
+Screenshots of the pages land in ``test-artifacts/`` (``SLIPSTREAM_TEST_ARTIFACTS`` to move it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import nats
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from services.scheduler.publisher import Publisher, read_state
+from shared import topology
+from shared.sessions import Live, Session, SessionKind
+from tests.conftest import free_ports
+from tests.procs import ROOT, Proc, base_env, children_of, module
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+ARTIFACTS = Path(os.environ.get("SLIPSTREAM_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+class System:
+    def __init__(self, proc: Proc, gateway: str, nats_url: str) -> None:
+        self.proc, self.gateway, self.nats_url = proc, gateway, nats_url
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    if not (ROOT / "ui" / "dist" / "index.html").exists():
+        pytest.fail("the web UI is not built: run `make test` (scripts/bootstrap builds it)")
+    tmp = tmp_path_factory.mktemp("ui")
+    names = ("gateway", "relay", "scheduler", "extractor", "demo")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    env = base_env(tmp / "data", **{f"SLIPSTREAM_{n.upper()}_PORT": str(p) for n, p in ports.items()})
+    proc = Proc([*module("services.cli"), "up"], env)
+    try:
+        proc.wait_for("Slipstream is ready", timeout=120)
+        runtime = json.loads((tmp / "data" / "runtime.json").read_text())
+        yield System(proc, f"http://127.0.0.1:{ports['gateway']}", runtime["nats_url"])
+    finally:
+        proc.stop(signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: scripts/bootstrap installs it"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--autoplay-policy=no-user-gesture-required"])
+        yield browser
+        browser.close()
+
+
+class Console:
+    """Errors and warnings the page logged, and uncaught exceptions."""
+
+    def __init__(self, page: Page) -> None:
+        self.problems: list[str] = []
+        page.on("console", self._message)
+        page.on("pageerror", lambda exc: self.problems.append(f"uncaught: {exc}"))
+
+    def _message(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.problems.append(f"{message.type}: {message.text}")
+
+
+def open_page(browser: Browser, url: str, viewport: dict[str, int]) -> tuple[Page, Console]:
+    page = browser.new_page(viewport=viewport)  # type: ignore[arg-type]
+    console = Console(page)
+    page.goto(url)
+    return page, console
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def current_times(page: Page) -> list[float]:
+    return page.eval_on_selector_all("video", "els => els.map(v => v.currentTime)")  # type: ignore[no-any-return]
+
+
+def test_home_shows_the_live_demo_session_on_desktop_and_phone(system: System, browser: Browser) -> None:
+    for name, viewport in (("home", DESKTOP), ("home-phone", PHONE)):
+        page, console = open_page(browser, system.gateway + "/", viewport)
+        expect(page.locator("[data-connection=live]")).to_be_visible(timeout=15_000)
+        card = page.locator("[data-live-session$='.demo.sprint']")
+        expect(card).to_contain_text("Sprint")
+        expect(card).to_contain_text("3 streams", timeout=30_000)
+        # the next session, counted down, and the calendar with past and future sessions
+        expect(page.locator("[data-countdown]")).to_have_text(re.compile(r"^(\d+d )?\d\d:\d\d:\d\d$"))
+        expect(page.get_by_role("heading", name="Calendar")).to_be_visible()
+        expect(page.locator("[data-badge=ended]").first).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        shot(page, name)
+        page.close()
+        assert console.problems == []
+
+
+def test_the_session_page_plays_through_the_relay_with_a_multi_view(
+        system: System, browser: Browser) -> None:
+    page, console = open_page(browser, system.gateway + "/", DESKTOP)
+    page.locator("[data-live-session$='.demo.sprint']").click()
+    rows = page.locator("[data-stream]")
+    expect(rows).to_have_count(3, timeout=30_000)
+    expect(rows.locator("[data-badge=ok]")).to_have_count(3, timeout=30_000)
+    expect(rows.first).to_contain_text("360p")
+
+    # The healthiest stream plays on its own: hls.js through the relay, time advancing.
+    video = page.locator("video")
+    expect(video).to_have_count(1)
+    src = page.eval_on_selector("video", "v => v.src")
+    assert src.startswith("blob:")  # media source extensions, fed by hls.js
+    page.wait_for_function("document.querySelector('video').currentTime > 1", timeout=30_000)
+    first = current_times(page)[0]
+    page.wait_for_timeout(2500)
+    assert current_times(page)[0] > first + 1
+    # quality switch: automatic plus each rendition of the master playlist
+    options = page.locator("[data-player] select option").all_inner_texts()
+    assert options[0].startswith("Auto")
+    assert {"360p", "180p"} <= set(options[1:])
+    page.locator("[data-player] select").select_option(label="180p")
+    shot(page, "session")
+
+    # Multi-view: add the two other streams; three players play side by side.
+    add = page.get_by_role("button", name="Add to view")
+    while add.count():
+        add.first.click()
+    expect(page.locator("video")).to_have_count(3)
+    page.wait_for_function(
+        "[...document.querySelectorAll('video')].every(v => v.currentTime > 1)", timeout=30_000)
+    assert "view=" in page.url
+    shot(page, "session-multiview")
+    page.close()
+    assert console.problems == []
+
+
+async def _go_live(nats_url: str, session: Session) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        kv = await topology.sessions_kv(js)
+        await Publisher(js, kv, await read_state(kv)).publish(
+            Live(session=session, at=datetime.now(UTC)))
+    finally:
+        await nc.drain()
+
+
+def test_streams_the_extractor_publishes_appear_without_reload(system: System, browser: Browser) -> None:
+    # A session of a season the scheduler does not manage, so nothing but this test moves it.
+    start = datetime.now(UTC).replace(microsecond=0)
+    session = Session(key="2099.browser.race", season=2099, round=1, event="Browser Grand Prix",
+                      kind=SessionKind.RACE, name="Race", start=start,
+                      end=start + timedelta(hours=2))
+    page, console = open_page(browser, f"{system.gateway}/#/session/{session.key}", PHONE)
+    expect(page.locator("[data-connection=live]")).to_be_visible(timeout=15_000)
+    page.evaluate("window.__sameDocument = true")
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        pool.submit(asyncio.run, _go_live(system.nats_url, session)).result(timeout=30)
+    # The session arrives on the feed, then the extractor resolves the demo sources for it.
+    expect(page.get_by_role("heading", name="Race")).to_be_visible(timeout=15_000)
+    expect(page.locator("[data-stream]")).to_have_count(3, timeout=60_000)
+    expect(page.locator("[data-stream] [data-badge=ok]")).to_have_count(3, timeout=60_000)
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    page.wait_for_function("document.querySelector('video')?.currentTime > 1", timeout=30_000)
+    shot(page, "session-phone")
+    page.close()
+    assert console.problems == []
+
+
+def test_the_connection_state_shows_and_recovers_when_the_gateway_restarts(
+        system: System, browser: Browser) -> None:
+    page, _ = open_page(browser, system.gateway + "/", DESKTOP)
+    expect(page.locator("[data-connection=live]")).to_be_visible(timeout=15_000)
+    gateway = next(p for p in children_of(system.proc.popen.pid)
+                   if "services.gateway" in Path(f"/proc/{p}/cmdline").read_text())
+    os.kill(gateway, signal.SIGKILL)
+    expect(page.locator("[data-connection=reconnecting]")).to_be_visible(timeout=10_000)
+    expect(page.locator("[data-connection=reconnecting]")).to_contain_text("Reconnecting")
+    # `slipstream up` restarts the gateway; the page reconnects by itself and gets a snapshot.
+    expect(page.locator("[data-connection=live]")).to_be_visible(timeout=60_000)
+    expect(page.locator("[data-live-session$='.demo.sprint']")).to_contain_text("streams")
+    page.close()

@@ -1,0 +1,112 @@
+// The connection to the gateway's live feed (/ws): reconnects by itself with backoff, starts
+// over from the fresh snapshot every connection begins with, and notices a silent link (no
+// message, not even a heartbeat, for a while) and replaces it.
+import { apply, emptyState } from "./state.js";
+
+const HEARTBEAT_GRACE_MS = 40_000; // the gateway sends a heartbeat every 15 s when idle
+const MAX_BACKOFF_MS = 15_000;
+
+/** Why the gateway closed the feed, in words (codes documented in shared/feed.py). */
+const CLOSE_REASONS = {
+  4003: "the gateway refused this page (origin or token)",
+  4008: "the connection fell behind",
+  1013: "the gateway is full; trying again",
+};
+
+export function createFeed(url) {
+  let state = $state.raw(emptyState());
+  // "connecting" | "live" | "reconnecting"
+  let status = $state("connecting");
+  let detail = $state("");
+  let retryAt = $state(0);
+
+  let socket = null;
+  let attempts = 0;
+  let watchdog = 0;
+  let retryTimer = 0;
+  let stopped = false;
+
+  function connect() {
+    clearTimeout(retryTimer);
+    if (stopped) return;
+    status = attempts === 0 ? "connecting" : "reconnecting";
+    const ws = new WebSocket(url);
+    socket = ws;
+    ws.onopen = () => {
+      attempts = 0;
+      detail = "";
+      arm();
+    };
+    ws.onmessage = (event) => {
+      if (ws !== socket) return;
+      arm();
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        detail = "the gateway sent a message this page cannot read";
+        return;
+      }
+      if (message.type === "snapshot") status = "live";
+      state = apply(state, message);
+    };
+    ws.onclose = (event) => {
+      if (ws !== socket) return;
+      clearTimeout(watchdog);
+      socket = null;
+      if (stopped) return;
+      detail = CLOSE_REASONS[event.code] ?? (status === "live" ? "the connection was lost" : "the gateway cannot be reached");
+      retry();
+    };
+  }
+
+  function arm() {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => {
+      detail = "no word from the gateway";
+      socket?.close();
+    }, HEARTBEAT_GRACE_MS);
+  }
+
+  function retry() {
+    attempts += 1;
+    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** (attempts - 1)) * (0.75 + Math.random() / 2);
+    status = "reconnecting";
+    retryAt = Date.now() + delay;
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  function onVisible() {
+    // back from the background (phones suspend timers): reconnect now rather than later
+    if (document.visibilityState === "visible" && !socket && !stopped) connect();
+  }
+
+  return {
+    get state() { return state; },
+    get status() { return status; },
+    get detail() { return detail; },
+    get retryAt() { return retryAt; },
+    start() {
+      stopped = false;
+      document.addEventListener("visibilitychange", onVisible);
+      connect();
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(retryTimer);
+      clearTimeout(watchdog);
+      document.removeEventListener("visibilitychange", onVisible);
+      socket?.close();
+      socket = null;
+    },
+    reconnectNow() {
+      if (!socket) connect();
+    },
+  };
+}
+
+/** The feed's URL on the page's own origin. */
+export function feedUrl(location) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
