@@ -21,11 +21,18 @@ class StartupError(RuntimeError):
 USER_TIMEOUT_MS: Final = 60_000
 
 
-def bind(host: str, port: int, setting: str) -> socket.socket:
-    """Bind a listening TCP socket, or raise :class:`StartupError` naming the setting to change."""
+def bind(host: str, port: int, setting: str, *, send_buffer: int | None = None) -> socket.socket:
+    """Bind a listening TCP socket, or raise :class:`StartupError` naming the setting to change.
+
+    ``send_buffer`` fixes the kernel send buffer of every accepted connection (no autotuning):
+    a peer that stops reading then blocks our writes after that many bytes instead of megabytes,
+    which is what lets a feed notice a stalled client quickly and bounds its memory.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -55,7 +62,10 @@ def server(app: Any, *, log_level: str = "info", graceful: int = 10) -> Server:
     """A uvicorn server for ``app`` that finishes in-flight requests for up to ``graceful`` s."""
     config = uvicorn.Config(app, log_config=None, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=int(graceful), proxy_headers=False,
-                            server_header=False, ws_max_size=64 * 1024)
+                            server_header=False, ws_max_size=64 * 1024,
+                            # WebSocket messages here are small JSON: compression would cost a
+                            # zlib state per connection and invite compression bombs.
+                            ws_per_message_deflate=False)
     # uvicorn sets its loggers' levels from log_level; per-request access lines only when debugging.
     logging.getLogger("uvicorn.access").setLevel("DEBUG" if log_level == "debug" else "WARNING")
     return Server(config)

@@ -24,6 +24,7 @@ from litestar import Litestar
 from nats.aio.client import Client
 
 from shared import topology
+from shared.http import bind
 from shared.http import server as http_server
 from shared.natsserver import EmbeddedNats
 
@@ -131,15 +132,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Litestar], str]]:
-    """Serve Litestar apps on free loopback ports in a background thread; returns base URLs."""
+def serve() -> Iterator[Callable[..., str]]:
+    """Serve Litestar apps on free loopback ports in a background thread; returns base URLs.
+    ``send_buffer`` is passed to :func:`shared.http.bind`, as the services do."""
 
     started: list[tuple[object, threading.Thread]] = []
 
-    def _serve(app: Litestar) -> str:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(2048)
+    def _serve(app: Litestar, send_buffer: int | None = None) -> str:
+        sock = bind("127.0.0.1", 0, "test.port", send_buffer=send_buffer)
         port = sock.getsockname()[1]
         srv = http_server(app, log_level="warning")
         thread = threading.Thread(target=lambda: asyncio.run(srv.serve([sock])), daemon=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from services.gateway.app import SERVICE, create_app
+from services.gateway.app import SEND_BUFFER, SERVICE, create_app
 from shared.runtime import nats_servers
 from shared.service import run, serve_app
 from shared.settings import Settings
@@ -17,7 +17,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     section = settings.gateway
     app = create_app(settings, nats_servers(settings))
     await serve_app(service=SERVICE, settings=settings, host=section.host, port=section.port,
-                    app=app, stop=stop)
+                    app=app, stop=stop, send_buffer=SEND_BUFFER)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,9 @@ def export_ics(state: State) -> Response[str]:
 
 
 HEARTBEAT = 15.0
+#: Kernel send buffer of each connection: a client that stops reading blocks the feed's writes
+#: after this much (plus the 64 KiB transport buffer), so its queue fills and it is cut off.
+SEND_BUFFER = 64 * 1024
 SEND_STALL = 10.0
 CLOSE_GRACE = 10.0
 _encoder = msgspec.json.Encoder()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,12 +15,13 @@ import httpx
 import pytest
 import websockets
 from nats.aio.client import Client
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from services.gateway.app import create_app
+from services.gateway.app import SEND_BUFFER, create_app
 from services.gateway.feed import QUEUE, Hub
 from shared import subjects, topology
 from shared.codec import encode
+from shared.feed import CLOSE_TOO_SLOW
 from shared.sessions import Live, Session, SessionKind
 from shared.settings import load_settings
 from shared.streams import Health, StreamRecord
@@ -35,12 +38,12 @@ def record(stream_id: str, health: Health = Health.OK, title: str = "feed") -> S
 
 
 @pytest.fixture
-async def gateway(nc: Client, nats_url: str, serve: Callable[[Any], str], tmp_path: Path) -> str:
+async def gateway(nc: Client, nats_url: str, serve: Callable[..., str], tmp_path: Path) -> str:
     js = nc.jetstream()
     await (await topology.sessions_kv(js)).put(RACE.key, encode(Live(session=RACE, at=NOW)))
     await (await topology.streams_kv(js)).put(subjects.stream_key(RACE.key, "a"), encode(record("a")))
     settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path)})
-    base = serve(create_app(settings, [nats_url]))
+    base = serve(create_app(settings, [nats_url]), send_buffer=SEND_BUFFER)
     async with httpx.AsyncClient(base_url=base) as http:
         for _ in range(100):
             if (await http.get("/readyz")).status_code == 200:
@@ -102,3 +105,61 @@ def test_the_hub_cuts_off_a_full_queue_and_keeps_serving_the_others() -> None:
     assert slow_cut
     assert not fast_cut
     assert other_got == 0  # filtered to another session
+
+
+async def _ws_clients(base: str) -> float:
+    async with httpx.AsyncClient(base_url=base) as http:
+        text = (await http.get("/metrics")).text
+    line = next(x for x in text.splitlines() if x.startswith("slipstream_gateway_ws_clients "))
+    return float(line.split()[1])
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_the_others_get_everything(
+        gateway: str, nc: Client) -> None:
+    """End to end: a stalled client's TCP window closes, its queue fills, the gateway drops it
+    (close code 4008 once it reads again) while a reading client receives every change."""
+    host, port = gateway.removeprefix("ws://").split(":")
+    stalled_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stalled_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+    stalled_sock.connect((host, int(port)))
+    changes = 2000
+    # max_queue=1: the websockets library stops reading the socket while we do not recv()
+    async with websockets.connect(f"{gateway}/ws", sock=stalled_sock, max_queue=1) as stalled, \
+            websockets.connect(f"{gateway}/ws") as reader:
+        assert json.loads(await reader.recv())["type"] == "snapshot"
+        assert await _ws_clients(gateway.replace("ws://", "http://")) == 2
+
+        async def read_all() -> list[dict[str, Any]]:
+            got = []
+            while len(got) < changes:
+                message = json.loads(await reader.recv())
+                if message["type"] == "stream":
+                    got.append(message)
+            return got
+
+        reading = asyncio.create_task(read_all())
+        kv = await topology.streams_kv(nc.jetstream())
+        for i in range(changes):  # about 1 MB of feed: far more than the buffers hold
+            await kv.put(subjects.stream_key(RACE.key, f"s{i % 40}"),
+                         encode(record(f"s{i % 40}", title=f"{i:05d} " + os.urandom(200).hex())))
+        got = await asyncio.wait_for(reading, 60)
+        titles = [int(m["stream"]["title"][:5]) for m in got]
+        assert titles == list(range(changes))  # every change, in order, to the reader
+
+        for _ in range(200):  # the stalled client left the hub while still not reading
+            if await _ws_clients(gateway.replace("ws://", "http://")) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await _ws_clients(gateway.replace("ws://", "http://")) == 1
+
+        async def drain() -> int:
+            received = 0
+            while True:  # reading again, it gets what was sent, then learns why it was cut off
+                await asyncio.wait_for(stalled.recv(), 10)
+                received += 1
+
+        with pytest.raises(ConnectionClosed) as closed:
+            await drain()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == CLOSE_TOO_SLOW
+        assert stalled.close_code == CLOSE_TOO_SLOW
