@@ -24,7 +24,7 @@ from litestar.static_files import create_static_files_router
 from services.gateway.feed import FeedClient, Hub, stream_key_parts
 from services.gateway.views import Views, ics, m3u
 from shared import topology
-from shared.feed import CLOSE_TOO_SLOW, CLOSE_TRY_LATER, Heartbeat, Snapshot
+from shared.feed import CLOSE_TRY_LATER, Snapshot
 from shared.health import ROUTES, ReadyReport
 from shared.kvmirror import KvMirror
 from shared.relay_urls import Signer, load_secret
@@ -112,11 +112,9 @@ def export_ics(state: State) -> Response[str]:
                     media_type="text/calendar; charset=utf-8")
 
 
-HEARTBEAT = 15.0
 #: Kernel send buffer of each connection: a client that stops reading blocks the feed's writes
-#: after this much (plus the 64 KiB transport buffer), so its queue fills and it is cut off.
+#: after this much (plus the 64 KiB transport buffer), so its backlog fills and it is cut off.
 SEND_BUFFER = 64 * 1024
-SEND_STALL = 10.0
 CLOSE_GRACE = 10.0
 _encoder = msgspec.json.Encoder()
 
@@ -141,8 +139,8 @@ async def feed(socket: WebSocket[Any, Any, Any], state: State,
     if client is None:
         await socket.close(code=CLOSE_TRY_LATER, reason="too many connections")
         return
-    await socket.accept()
     try:
+        await socket.accept()
         snapshot = Snapshot(
             sessions=[s for s in views.session_statuses()
                       if session is None or s.session.key == session],
@@ -155,40 +153,29 @@ async def feed(socket: WebSocket[Any, Any, Any], state: State,
 
 
 async def _pump(socket: WebSocket[Any, Any, Any], client: FeedClient, hub: Hub) -> None:
-    """Send the client's queue until it disconnects, or cut it off when it stops reading: its
-    queue filled (nobody waits for it: the hub drops it) or one send stalled for ``SEND_STALL``."""
-    async def send() -> None:
-        while True:
-            try:
-                data = await asyncio.wait_for(client.queue.get(), HEARTBEAT)
-            except TimeoutError:
-                data = _encoder.encode(Heartbeat(at=datetime.now(UTC)))
-            try:
-                async with asyncio.timeout(SEND_STALL):
-                    await socket.send_text(data.decode())
-            except TimeoutError:
-                client.overflowed.set()
-                return
-
+    """Send the client's backlog until it disconnects or is cut off for not reading."""
     async def receive() -> None:
-        while True:  # clients send nothing we need; reading notices a disconnect
-            await socket.receive_data(mode="text")
+        # Clients send nothing we need; reading notices a disconnect (and ends the pump).
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await socket.receive_data(mode="text")
 
-    tasks = {asyncio.create_task(send()), asyncio.create_task(receive()),
-             asyncio.create_task(client.overflowed.wait())}
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    if client.overflowed.is_set():
+    async def send(text: str) -> None:
+        await socket.send({"type": "websocket.send", "text": text, "bytes": None})
+
+    async with background(receive(), "ws-receive") as receiving:
+        pumping = asyncio.create_task(client.pump(send))
+        await asyncio.wait({receiving, pumping}, return_when=asyncio.FIRST_COMPLETED)
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
+            await pumping
+    if client.closing is not None:
         hub.leave(client)
         # The close frame waits behind what the client has not read: a client that reads again
         # within the grace period learns why (4008); one that never does is dropped by TCP.
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
             async with asyncio.timeout(CLOSE_GRACE):
-                await socket.close(code=CLOSE_TOO_SLOW, reason="client too slow")
+                await socket.close(code=client.closing, reason="client too slow")
 
 
 UI_DIST = Path(__file__).resolve().parents[2] / "ui" / "dist"
@@ -275,7 +262,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     async def lifespan(_: Any) -> AsyncIterator[None]:
         link.start()
         try:
-            async with background(follow(), "gateway-follow"):
+            async with background(follow(), "gateway-follow"), background(hub.run(), "feed-tick"):
                 yield
         finally:
             await link.close()

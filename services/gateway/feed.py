@@ -1,38 +1,102 @@
-"""The WebSocket feed's fan-out: each change is encoded once and queued for every client whose
-filter it matches. Each client has a bounded queue: one that does not read fills it and is cut
-off (close code 4008) while everyone else's latency stays flat; nobody waits for a slow client.
+"""The WebSocket feed's fan-out: each change is encoded once and offered to every client whose
+filter it matches. Each client has a bounded backlog: one that does not read fills it, or
+stalls a single send for ``SEND_STALL`` seconds, and is cut off (close code 4008) while
+everyone else's latency stays flat; nobody waits for a slow client.
+
+The per-message path is kept lean because it runs once per client per change (5,000 clients
+means 5,000 runs): no task, timer or timeout per message. Heartbeats and stalled sends are
+handled by one hub-wide tick instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
 import msgspec
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
-from shared.feed import SessionChanged, StreamChanged, StreamRemoved
+from shared.feed import CLOSE_TOO_SLOW, Heartbeat, SessionChanged, StreamChanged, StreamRemoved
 from shared.sessions import SessionEvent, status_of
 from shared.streams import StreamView
 
+#: Messages a client may have waiting before it is cut off.
 QUEUE: Final = 256
 MAX_CLIENTS: Final = 20_000
+#: Seconds one send may wait on a client that does not read before it is cut off.
+SEND_STALL: Final = 10.0
+#: Seconds without a message after which a client gets a heartbeat.
+HEARTBEAT: Final = 15.0
+TICK: Final = 1.0
 
 CLIENTS = Gauge("slipstream_gateway_ws_clients", "Connected WebSocket clients")
+CUT_OFF = Counter("slipstream_gateway_ws_cut_off_total", "WebSocket clients cut off for not reading")
+SENT = Counter("slipstream_gateway_ws_messages_total", "Messages queued to WebSocket clients")
 _encoder = msgspec.json.Encoder()
 
 
 @dataclass(eq=False)
 class FeedClient:
-    """One connected client: what it follows and what is waiting to be sent to it."""
+    """One connected client: what it follows, what waits to be sent to it, and why it must
+    stop (``closing``: a close code) once it must."""
 
     session: str | None = None
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE))
-    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    backlog: deque[str] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: int | None = None
+    #: ``time.monotonic()`` when the send in progress started, or None.
+    sending_since: float | None = None
+    last_sent: float = field(default_factory=time.monotonic)
+    task: asyncio.Task[None] | None = None
 
     def wants(self, session: str) -> bool:
         return self.session is None or self.session == session
+
+    def offer(self, text: str) -> None:
+        if self.closing is not None:
+            return
+        if len(self.backlog) >= QUEUE:
+            self.cut(CLOSE_TOO_SLOW)
+            return
+        self.backlog.append(text)
+        self.wake.set()
+
+    def cut(self, code: int) -> None:
+        """Stop this client: its pump ends and closes the socket with ``code``."""
+        if self.closing is None:
+            self.closing = code
+            self.backlog.clear()
+            self.wake.set()
+            if code == CLOSE_TOO_SLOW:
+                CUT_OFF.inc()
+            if self.sending_since is not None and self.task is not None:
+                self.task.cancel()  # a send stuck on a full socket: the pump catches it
+
+    async def pump(self, send: Callable[[str], Awaitable[None]]) -> None:
+        """Send the backlog as it fills until the client is cut off (returns) or gone (raises)."""
+        self.task = asyncio.current_task()
+        try:
+            while self.closing is None:
+                if not self.backlog:
+                    self.wake.clear()
+                    await self.wake.wait()
+                    continue
+                self.sending_since = time.monotonic()
+                await send(self.backlog.popleft())
+                self.sending_since = None
+                self.last_sent = time.monotonic()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.closing is None or task is None:
+                raise  # a real cancellation (shutdown)
+            task.uncancel()  # cut off by the hub while a send was stuck
+        finally:
+            self.task = None
 
 
 class Hub:
@@ -53,14 +117,15 @@ class Hub:
         self.clients.discard(client)
         CLIENTS.set(len(self.clients))
 
-    def publish(self, session: str, message: object) -> None:
-        data = _encoder.encode(message)
+    def publish(self, session: str | None, message: object) -> None:
+        """Offer ``message`` to every client following ``session`` (None: to everyone)."""
+        text = _encoder.encode(message).decode()
+        count = 0
         for client in self.clients:
-            if client.wants(session) and not client.overflowed.is_set():
-                try:
-                    client.queue.put_nowait(data)
-                except asyncio.QueueFull:
-                    client.overflowed.set()
+            if session is None or client.wants(session):
+                client.offer(text)
+                count += 1
+        SENT.inc(count)
 
     def stream_changed(self, view: StreamView | None, session: str, stream_id: str,
                        revision: int) -> None:
@@ -71,6 +136,24 @@ class Hub:
 
     def session_changed(self, event: SessionEvent, revision: int) -> None:
         self.publish(event.session.key, SessionChanged(status=status_of(event, revision)))
+
+    def tick(self, now: float) -> None:
+        """Cut off clients whose send has been stuck too long; heartbeat the idle ones."""
+        heartbeat: str | None = None
+        for client in list(self.clients):
+            if client.sending_since is not None and now - client.sending_since > SEND_STALL:
+                client.cut(CLOSE_TOO_SLOW)
+                self.leave(client)
+            elif not client.backlog and now - client.last_sent > HEARTBEAT:
+                heartbeat = heartbeat or _encoder.encode(Heartbeat(at=datetime.now(UTC))).decode()
+                client.last_sent = now
+                client.offer(heartbeat)
+
+    async def run(self) -> None:
+        """The hub's tick, for as long as the gateway runs."""
+        while True:
+            await asyncio.sleep(TICK)
+            self.tick(time.monotonic())
 
 
 def stream_key_parts(key: str) -> tuple[str, str]:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from nats.aio.client import Client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.gateway.app import SEND_BUFFER, create_app
-from services.gateway.feed import QUEUE, Hub
+from services.gateway.feed import HEARTBEAT, QUEUE, SEND_STALL, Hub
 from shared import subjects, topology
 from shared.codec import encode
 from shared.feed import CLOSE_TOO_SLOW
@@ -85,26 +86,52 @@ async def test_a_bad_origin_is_refused_before_accept(gateway: str) -> None:
         assert json.loads(await ws.recv())["type"] == "snapshot"
 
 
-def test_the_hub_cuts_off_a_full_queue_and_keeps_serving_the_others() -> None:
-    """A client whose bounded queue is full is marked for cut-off; the others still get all."""
-    async def run() -> tuple[bool, bool, int]:
+def test_the_hub_cuts_off_a_full_backlog_and_keeps_serving_the_others() -> None:
+    """A client whose bounded backlog is full is cut off; the others still get everything."""
+    async def run() -> tuple[int | None, int | None, int, int]:
         hub = Hub()
         slow, fast = hub.join(None), hub.join(None)
         other = hub.join("2026.other.race")
         assert slow is not None
         assert fast is not None
         assert other is not None
+        got = 0
         for i in range(QUEUE + 10):
             hub.publish(RACE.key, {"n": i})
-            if fast.queue.full():
-                while not fast.queue.empty():
-                    fast.queue.get_nowait()
-        return slow.overflowed.is_set(), fast.overflowed.is_set(), other.queue.qsize()
+            got += len(fast.backlog)
+            fast.backlog.clear()
+        return slow.closing, fast.closing, len(other.backlog), got
 
-    slow_cut, fast_cut, other_got = asyncio.run(run())
-    assert slow_cut
-    assert not fast_cut
+    slow_cut, fast_cut, other_got, fast_got = asyncio.run(run())
+    assert slow_cut == CLOSE_TOO_SLOW
+    assert fast_cut is None
+    assert fast_got == QUEUE + 10
     assert other_got == 0  # filtered to another session
+
+
+def test_the_tick_cuts_off_a_stalled_send_and_heartbeats_the_idle() -> None:
+    async def run() -> tuple[int | None, list[str], bool]:
+        hub = Hub()
+        stalled, idle = hub.join(None), hub.join(None)
+        assert stalled is not None
+        assert idle is not None
+        never = asyncio.Event()
+
+        async def stuck(_: str) -> None:
+            await never.wait()
+
+        stalled.offer("x")
+        pumping = asyncio.create_task(stalled.pump(stuck))
+        await asyncio.sleep(0.01)
+        now = time.monotonic()
+        hub.tick(now + max(SEND_STALL, HEARTBEAT) + 1)
+        await asyncio.wait_for(pumping, 1)  # the stuck send was cancelled, the pump returned
+        return stalled.closing, list(idle.backlog), stalled in hub.clients
+
+    closing, heartbeats, still_there = asyncio.run(run())
+    assert closing == CLOSE_TOO_SLOW
+    assert not still_there
+    assert [json.loads(h)["type"] for h in heartbeats] == ["heartbeat"]
 
 
 async def _ws_clients(base: str) -> float:
