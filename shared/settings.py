@@ -176,6 +176,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     allowed_origins: list[PublicUrl] = msgspec.field(default_factory=list)
     #: Folder of the built web UI; the checkout's ``ui/dist`` when not set.
     ui_dir: str | None = None
+    #: When set, the feed, the REST API and the exports need it: ``Authorization: Bearer`` or
+    #: ``?token=`` (the web UI asks for it once and keeps it in the browser).
+    token: Annotated[str, msgspec.Meta(min_length=16, description="at least 16 characters")] | None = None
 
 
 class DemoSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -138,8 +138,8 @@ def serve() -> Iterator[Callable[..., str]]:
 
     started: list[tuple[object, threading.Thread]] = []
 
-    def _serve(app: Litestar, send_buffer: int | None = None) -> str:
-        sock = bind("127.0.0.1", 0, "test.port", send_buffer=send_buffer)
+    def _serve(app: Litestar, send_buffer: int | None = None, port: int = 0) -> str:
+        sock = bind("127.0.0.1", port, "test.port", send_buffer=send_buffer)
         port = sock.getsockname()[1]
         srv = http_server(app, log_level="warning")
         thread = threading.Thread(target=lambda: asyncio.run(srv.serve([sock])), daemon=True)

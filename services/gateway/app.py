@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import html
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,8 +16,10 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, MediaType, Response, WebSocket, get, websocket
+from litestar.connection import ASGIConnection
 from litestar.datastructures import CacheControlHeader, State
-from litestar.exceptions import NotFoundException, WebSocketDisconnect
+from litestar.exceptions import NotAuthorizedException, NotFoundException, WebSocketDisconnect
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
 from litestar.static_files import create_static_files_router
@@ -50,21 +53,38 @@ class LiveNow(SessionStatus, frozen=True, kw_only=True):
     streams: list[StreamView]
 
 
-@get("/api/status")
+def token_ok(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether the request carries the gateway's token (always, when none is configured)."""
+    expected: str | None = connection.app.state.token
+    if expected is None:
+        return True
+    given = connection.query_params.get("token") or ""
+    scheme, _, value = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def require_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not token_ok(connection):
+        raise NotAuthorizedException("this gateway needs its token: Authorization: Bearer or ?token=")
+
+
+@get("/api/status", guards=[require_token])
 async def status(state: State) -> ReadyReport:
     """Readiness of the gateway and of its link to NATS."""
     report: ReadyReport = await state.readiness.report()
     return report
 
 
-@get("/api/sessions", sync_to_thread=False)
+@get("/api/sessions", sync_to_thread=False, guards=[require_token])
 def sessions(state: State, season: FromQuery[int | None] = None) -> list[SessionStatus]:
     """Every session (the season calendar), by start time, with its current phase."""
     views: Views = state.views
     return views.session_statuses(season)
 
 
-@get("/api/sessions/{key:str}", sync_to_thread=False)
+@get("/api/sessions/{key:str}", sync_to_thread=False, guards=[require_token])
 def session(state: State, key: FromPath[str]) -> SessionDetail:
     """One session, with its streams."""
     views: Views = state.views
@@ -79,14 +99,14 @@ def session(state: State, key: FromPath[str]) -> SessionDetail:
                          revision=found.revision, streams=views.stream_views(key))
 
 
-@get("/api/streams", sync_to_thread=False)
+@get("/api/streams", sync_to_thread=False, guards=[require_token])
 def streams(state: State, session: FromQuery[str | None] = None) -> list[StreamView]:
     """Every stream (public views), or those of one session; ``playback_url`` is the relay's."""
     views: Views = state.views
     return views.stream_views(session)
 
 
-@get("/api/live", sync_to_thread=False)
+@get("/api/live", sync_to_thread=False, guards=[require_token])
 def live(state: State) -> list[LiveNow]:
     """The sessions live now, with their streams."""
     views: Views = state.views
@@ -94,7 +114,7 @@ def live(state: State) -> list[LiveNow]:
                     streams=views.stream_views(s.session.key)) for s in views.live()]
 
 
-@get("/export/live.m3u", sync_to_thread=False)
+@get("/export/live.m3u", sync_to_thread=False, guards=[require_token])
 def export_m3u(state: State) -> Response[str]:
     """An M3U playlist of the live streams, for VLC, Kodi, Jellyfin or Threadfin."""
     views: Views = state.views
@@ -104,7 +124,7 @@ def export_m3u(state: State) -> Response[str]:
                     headers={"Content-Disposition": 'inline; filename="slipstream-live.m3u"'})
 
 
-@get("/export/calendar.ics", sync_to_thread=False)
+@get("/export/calendar.ics", sync_to_thread=False, guards=[require_token])
 def export_ics(state: State) -> Response[str]:
     """The sessions as an iCalendar feed."""
     views: Views = state.views
@@ -126,6 +146,9 @@ async def feed(socket: WebSocket[Any, Any, Any], state: State,
     origin = socket.headers.get("origin")
     if origin is not None and origin not in state.origins:
         await socket.close(code=4003, reason="origin not allowed")  # before accept: HTTP 403
+        return
+    if not token_ok(socket):
+        await socket.close(code=4003, reason="token required")
         return
     if session is not None:
         try:
@@ -272,7 +295,8 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
                         feed, home, favicon, _ui_assets(ui)],
         lifespan=[lifespan],
         state=State({"readiness": readiness, "views": views, "hub": hub,
-                     "origins": settings.ui_origins, "ui": ui}),
+                     "origins": settings.ui_origins, "ui": ui,
+                     "token": settings.gateway.token}),
         openapi_config=OpenAPIConfig(title="Slipstream gateway", version="0.1.0"),
         logging_config=None,
     )

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,9 +21,11 @@ import nats
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
+from services.gateway.app import create_app
 from services.scheduler.publisher import Publisher, read_state
 from shared import topology
 from shared.sessions import Live, Session, SessionKind
+from shared.settings import load_settings
 from tests.conftest import free_ports
 from tests.procs import ROOT, Proc, base_env, children_of, module
 
@@ -198,4 +200,23 @@ def test_the_connection_state_shows_and_recovers_when_the_gateway_restarts(
     # `slipstream up` restarts the gateway; the page reconnects by itself and gets a snapshot.
     expect(page.locator("[data-connection=live]")).to_be_visible(timeout=60_000)
     expect(page.locator("[data-live-session$='.demo.sprint']")).to_contain_text("streams")
+    page.close()
+
+
+def test_a_gateway_with_a_token_asks_for_it_once(
+        browser: Browser, nats_url: str, serve: Callable[..., str], tmp_path: Path) -> None:
+    token = "ui-token-0123456789abcdef"
+    port = free_ports(1)[0]
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path), "SLIPSTREAM_GATEWAY_PORT": str(port),
+                                  "SLIPSTREAM_GATEWAY_TOKEN": token})
+    base = serve(create_app(settings, [nats_url]), port=port)
+    page, _ = open_page(browser, base + "/", DESKTOP)
+    locked = page.locator("[data-connection=locked]")
+    expect(locked).to_contain_text("needs an access token", timeout=15_000)
+    page.get_by_placeholder("access token").fill(token)
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator("[data-connection=live]")).to_be_visible(timeout=15_000)
+    assert token in page.get_by_role("link", name="M3U of live streams").get_attribute("href")
+    page.reload()  # kept by the browser: no second prompt
+    expect(page.locator("[data-connection=live]")).to_be_visible(timeout=15_000)
     page.close()

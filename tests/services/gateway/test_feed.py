@@ -190,3 +190,27 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_others_get_everyth
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == CLOSE_TOO_SLOW
         assert stalled.close_code == CLOSE_TOO_SLOW
+
+
+async def test_with_a_token_the_feed_and_the_api_need_it(
+        nc: Client, nats_url: str, serve: Callable[..., str], tmp_path: Path) -> None:
+    token = "canary-token-0123456789"
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path),
+                                  "SLIPSTREAM_GATEWAY_TOKEN": token})
+    base = serve(create_app(settings, [nats_url]), send_buffer=SEND_BUFFER)
+    ws_base = base.replace("http://", "ws://")
+    async with httpx.AsyncClient(base_url=base) as http:
+        assert (await http.get("/healthz")).status_code == 200  # health stays open
+        assert (await http.get("/")).status_code == 200  # so does the UI's shell
+        for path in ("/api/streams", "/api/live", "/export/live.m3u", "/export/calendar.ics"):
+            assert (await http.get(path)).status_code == 401, path
+            assert (await http.get(path, params={"token": "wrong-token-0123456789"})).status_code == 401
+        assert (await http.get("/api/streams", params={"token": token})).status_code == 200
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert (await http.get("/api/streams", headers=bearer)).status_code == 200
+    with pytest.raises(InvalidStatus) as info:
+        async with websockets.connect(f"{ws_base}/ws"):
+            pass
+    assert info.value.response.status_code == 403
+    async with websockets.connect(f"{ws_base}/ws?token={token}") as ws:
+        assert json.loads(await ws.recv())["type"] == "snapshot"

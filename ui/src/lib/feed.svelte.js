@@ -13,9 +13,54 @@ const CLOSE_REASONS = {
   1013: "the gateway is full; trying again",
 };
 
+const TOKEN_KEY = "slipstream.token";
+
+function readToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+// The gateway's access token this browser keeps (only gateways configured with one need it);
+// reactive, so links that carry it update when it is entered.
+const access = $state({ token: readToken() });
+
+export function storedToken() {
+  return access.token;
+}
+
+export function saveToken(token) {
+  access.token = token;
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // private browsing without storage: the token lasts as long as the page
+  }
+}
+
+/** A link to the gateway's API or exports, carrying the token when there is one. */
+export function withToken(path) {
+  const token = storedToken();
+  return token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path;
+}
+
+/** A token given in the page's address (?token=...) is kept and taken out of the address. */
+export function adoptTokenFromAddress(location, history) {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  if (!token) return;
+  saveToken(token);
+  params.delete("token");
+  const query = params.toString();
+  history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+}
+
 export function createFeed(url) {
   let state = $state.raw(emptyState());
-  // "connecting" | "live" | "reconnecting"
+  // "connecting" | "live" | "reconnecting" | "locked" (the gateway wants a token)
   let status = $state("connecting");
   let detail = $state("");
   let retryAt = $state(0);
@@ -30,9 +75,11 @@ export function createFeed(url) {
     clearTimeout(retryTimer);
     if (stopped) return;
     status = attempts === 0 ? "connecting" : "reconnecting";
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(withToken(url));
+    let opened = false;
     socket = ws;
     ws.onopen = () => {
+      opened = true;
       attempts = 0;
       detail = "";
       arm();
@@ -56,7 +103,24 @@ export function createFeed(url) {
       socket = null;
       if (stopped) return;
       detail = CLOSE_REASONS[event.code] ?? (status === "live" ? "the connection was lost" : "the gateway cannot be reached");
-      retry();
+      if (opened) {
+        retry();
+        return;
+      }
+      // A refused handshake looks like any failure to the page: ask the API whether a token is
+      // what is missing, rather than retrying for ever.
+      fetch(withToken("/api/status")).then(
+        (response) => {
+          if (response.status === 401) {
+            status = "locked";
+            detail = storedToken() ? "the access token was refused" : "this gateway needs an access token";
+            return;
+          }
+          if (response.ok) detail = "the feed refused this page's address (gateway.allowed_origins)";
+          retry();
+        },
+        () => retry(),
+      );
     };
   }
 
@@ -100,7 +164,10 @@ export function createFeed(url) {
       socket = null;
     },
     reconnectNow() {
-      if (!socket) connect();
+      if (!socket) {
+        attempts = 0;
+        connect();
+      }
     },
   };
 }
