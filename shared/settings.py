@@ -165,6 +165,10 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     url_ttl: Seconds = 21600.0
     #: Bytes of segments kept in memory for all viewers.
     cache_bytes: Annotated[int, msgspec.Meta(ge=0, description="bytes")] = 256 * 1024 * 1024
+    #: Answer segments of streams that need no credentials with a redirect to the upstream
+    #: (saves the relay's bandwidth, but viewers then see upstream URLs and fetch them
+    #: themselves: no shared fetch). Off: every segment goes through the relay.
+    redirect_public_segments: bool = False
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

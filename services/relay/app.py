@@ -134,7 +134,8 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     shared = SharedState(settings.redis.url, timeout=settings.redis.timeout,
                          max_entry=16 * 1024 * 1024)
     upstream = Upstream(http, policy, cache_bytes=settings.relay.cache_bytes, shared=shared)
-    relay = Relay(Signer(load_secret(settings.relay.secret, settings.data_path)), records, upstream)
+    relay = Relay(Signer(load_secret(settings.relay.secret, settings.data_path)), records, upstream,
+                  redirect_public=settings.relay.redirect_public_segments)
     readiness = readiness_for(link)
 
     async def synced() -> str | None:

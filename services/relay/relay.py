@@ -65,8 +65,10 @@ class Served:
 class Relay:
     """Everything the relay's routes need."""
 
-    def __init__(self, signer: Signer, records: KvMirror[StreamRecord], upstream: Upstream) -> None:
+    def __init__(self, signer: Signer, records: KvMirror[StreamRecord], upstream: Upstream, *,
+                 redirect_public: bool = False) -> None:
         self.signer = signer
+        self.redirect_public = redirect_public
         self.records = records
         self.upstream = upstream
         self.refs: dict[str, OrderedDict[str, tuple[str, str]]] = {}
@@ -202,7 +204,7 @@ class Relay:
             return await self.followed(target, ref, url, blocking)
         content_type = CONTENT_TYPES.get(f".{ext}", "application/octet-stream")
         record = target.record
-        if kind == Kind.MEDIA and record.public_segments:
+        if kind == Kind.MEDIA and record.public_segments and self.redirect_public:
             return Served(content_type=content_type, redirect=url)
         body = self.upstream.segment(url, record.headers, record.cookies, target.key)
         await _first_bytes(body)

@@ -357,7 +357,7 @@ async def test_relay_replicas_share_one_upstream_fetch_through_redis(
 
 async def test_public_segments_redirect_and_nothing_upstream_leaks_into_headers(
         nc: Client, nats_url: str, serve: Callable[[Any], str], tmp_path: Path) -> None:
-    """Redirect mode for public segments; upstream Set-Cookie never reaches the viewer;
+    """Redirect mode for public segments (when enabled); upstream Set-Cookie never reaches the viewer;
     a slow upstream is a 504; the web UI's origin passes CORS."""
     @get("/p.m3u8", media_type="application/vnd.apple.mpegurl", sync_to_thread=False)
     def playlist() -> Response[str]:
@@ -376,7 +376,8 @@ async def test_public_segments_redirect_and_nothing_upstream_leaks_into_headers(
 
     upstream = serve(Litestar([playlist, seg, slow], openapi_config=None, logging_config=None))
     settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path),
-                                  "SLIPSTREAM_EGRESS_ALLOW": upstream.removeprefix("http://")})
+                                  "SLIPSTREAM_EGRESS_ALLOW": upstream.removeprefix("http://"),
+                                  "SLIPSTREAM_RELAY_REDIRECT_PUBLIC_SEGMENTS": "true"})
     kv = await topology.streams_kv(nc.jetstream())
     await kv.put(subjects.stream_key(SESSION, "pub"), encode(record(
         "pub", f"{upstream}/p.m3u8", public_segments=True)))
