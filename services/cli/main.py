@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import httpx
+import nats
+import nats.errors
 
 from services.cli.calendar_table import find_calendar, render
+from services.cli.replay import SOURCES, ReplayError, parse_duration, replay, tail
 from services.cli.supervisor import python_module
 from services.cli.up import up
 from shared.calendar import CalendarError
-from shared.runtime import read_runtime
+from shared.runtime import NatsNotFoundError, nats_servers, read_runtime
 from shared.settings import Settings, SettingsError, load_settings
 
 SERVICES = ("scheduler", "extractor", "relay", "gateway", "demo")
@@ -31,6 +36,23 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show what a running `slipstream up` is doing")
     cal = sub.add_parser("calendar", help="print the season's sessions (works offline)")
     cal.add_argument("--season", type=int, metavar="YEAR", help="the season to show")
+    rep = sub.add_parser("replay", help="print JetStream history: session events, jobs, dead "
+                         "letters, a stream's KV history")
+    rep.add_argument("stream", metavar="STREAM", help=f"one of {', '.join(SOURCES)}")
+    when = rep.add_mutually_exclusive_group()
+    when.add_argument("--since", metavar="DURATION", help="from this long ago (90s, 15m, 1h, 2d)")
+    when.add_argument("--from-seq", type=int, metavar="N", help="from this stream sequence")
+    rep.add_argument("--subject", metavar="FILTER",
+                     help="subject filter (for streams/sessions: a key filter, 2026.monaco.race.*)")
+    rep.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    rep.add_argument("--limit", type=int, metavar="N", help="at most N messages")
+    rep.add_argument("--republish", metavar="SUBJECT",
+                     help="also publish each message to SUBJECT, for a debugging consumer")
+    tl = sub.add_parser("tail", help="follow events live (Ctrl-C stops)")
+    tl.add_argument("streams", nargs="*", metavar="STREAM",
+                    default=["SESSIONS", "streams", "DEADLETTER"],
+                    help="what to follow (default: SESSIONS streams DEADLETTER)")
+    tl.add_argument("--json", action="store_true", help="JSON lines instead of text")
     src = sub.add_parser("sources", help="work with stream sources")
     src_sub = src.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
     src_sub.add_parser("check", help="run the extractor chain on a page URL once and show "
@@ -85,7 +107,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return up(settings, args.config)
     if args.command == "calendar":
         return _calendar(settings, args.season)
+    if args.command in ("replay", "tail"):
+        return _history(settings, args)
     return _status(settings)
+
+
+def _history(settings: Settings, args: argparse.Namespace) -> int:
+    """``replay`` and ``tail``: connect to the NATS of a running system (or the configured one)."""
+    async def run() -> None:
+        nc = await nats.connect(nats_servers(settings), name=f"slipstream-{args.command}",
+                                connect_timeout=5, max_reconnect_attempts=3)
+        try:
+            if args.command == "replay":
+                await replay(nc, args.stream, subject=args.subject,
+                             since=parse_duration(args.since) if args.since else None,
+                             from_seq=args.from_seq, as_json=args.json, republish=args.republish,
+                             limit=args.limit)
+            else:
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await tail(nc, args.streams, as_json=args.json, stop=stop)
+        finally:
+            await nc.drain()
+
+    try:
+        asyncio.run(run())
+    except (ReplayError, NatsNotFoundError) as exc:
+        print(f"slipstream {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, nats.errors.Error) as exc:
+        print(f"slipstream {args.command}: cannot reach NATS ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _calendar(settings: Settings, season: int | None) -> int:

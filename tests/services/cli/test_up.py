@@ -102,6 +102,13 @@ def test_up_runs_the_system_restarts_the_dead_and_leaves_nothing_behind(tmp_path
                             timeout=60, check=False)
         assert st.returncode == 0, st.stdout + st.stderr
         assert st.stdout.count(" ready") == 4, st.stdout
+        replayed = subprocess.run(slipstream("replay", "SESSIONS", "--since", "1h", "--json"),
+                                  env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert replayed.returncode == 0, replayed.stderr
+        events = [decode(json.dumps(json.loads(line)["data"]).encode(), SessionEvent)  # type: ignore[arg-type]
+                  for line in replayed.stdout.splitlines()]
+        assert any(e.session.key.endswith(".demo.sprint") and type(e).__name__ == "Live"
+                   for e in events)
         second = subprocess.run(slipstream("up"), env=env, capture_output=True, text=True,
                                 timeout=60, check=False)
         assert second.returncode == 1

@@ -1,0 +1,290 @@
+"""``slipstream replay`` and ``slipstream tail``: JetStream history, and events as they happen,
+decoded with the ``shared`` Structs and printed as a table or as JSON lines.
+
+What can be read: the streams ``SESSIONS``, ``JOBS`` and ``DEADLETTER``, and the history of
+the KV buckets ``streams`` and ``sessions`` (``--subject`` then filters keys, such as
+``2026.monaco.race.*``). Stream records are private: their headers, cookies and URL query
+strings are shown as ``***``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from shared import topology
+from shared.codec import PayloadError, decode
+from shared.jobs import DeadLetter, ExtractJob
+from shared.sessions import SessionEvent, phase_of
+from shared.streams import StreamRecord
+
+BATCH: Final = 256
+#: Subjects a replay may not republish to: they are stored by Slipstream's own streams.
+OWN_SUBJECTS: Final = ("sessions.", "jobs.", "deadletter.", "$KV.", "$JS.")
+
+
+class ReplayError(Exception):
+    """A replay cannot run as asked; the message says why, readably."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a name on the command line reads: a stream, its subjects, and how to decode them."""
+
+    stream: str
+    subject_prefix: str
+    type_: Any
+    kv: bool = False
+
+    def subject_for(self, pattern: str | None) -> str:
+        if pattern is None:
+            return f"{self.subject_prefix}>" if self.kv else ">"
+        if self.kv and not pattern.startswith("$KV."):
+            return f"{self.subject_prefix}{pattern}"
+        return pattern
+
+
+SOURCES: Final[dict[str, Source]] = {
+    topology.SESSIONS_STREAM: Source(topology.SESSIONS_STREAM, "", SessionEvent),
+    topology.JOBS_STREAM: Source(topology.JOBS_STREAM, "", ExtractJob),
+    topology.DEADLETTER_STREAM: Source(topology.DEADLETTER_STREAM, "", DeadLetter),
+    topology.STREAMS_BUCKET: Source(f"KV_{topology.STREAMS_BUCKET}", f"$KV.{topology.STREAMS_BUCKET}.",
+                                    StreamRecord, kv=True),
+    topology.SESSIONS_BUCKET: Source(f"KV_{topology.SESSIONS_BUCKET}",
+                                     f"$KV.{topology.SESSIONS_BUCKET}.", SessionEvent, kv=True),
+}
+
+
+def source_named(name: str) -> Source:
+    found = SOURCES.get(name) or SOURCES.get(name.upper()) or SOURCES.get(name.lower())
+    if found is None:
+        raise ReplayError(f"unknown stream {name!r}; one of: {', '.join(SOURCES)}")
+    return found
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``1h``, ``2d``, ``1h30m``."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ReplayError(f"--since {text!r}: expected a duration such as 90s, 15m, 1h or 2d")
+    d, h, m, s = (int(g or 0) for g in match.groups())
+    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One message of the history, decoded (``value`` None: a KV delete, or undecodable)."""
+
+    seq: int
+    time: datetime
+    subject: str
+    operation: str
+    value: msgspec.Struct | None
+    error: str = ""
+    raw: bytes = b""
+    headers: dict[str, str] | None = None
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query="***")) if parts.query else url
+
+
+def redact(value: msgspec.Struct | None) -> msgspec.Struct | None:
+    """Stream records lose their secrets (headers, cookies, query strings) before printing."""
+    if isinstance(value, StreamRecord):
+        return msgspec.structs.replace(
+            value, upstream_url=_redact_url(value.upstream_url),
+            headers=dict.fromkeys(value.headers, "***"),
+            cookies=dict.fromkeys(value.cookies, "***"),
+            variants=tuple(msgspec.structs.replace(v, uri=_redact_url(v.uri)) for v in value.variants))
+    return value
+
+
+def to_entry(msg: Msg, source: Source) -> Entry:
+    meta = msg.metadata
+    headers = dict(msg.headers or {})
+    operation = headers.get("KV-Operation", "PUT") if source.kv else "PUB"
+    value: msgspec.Struct | None = None
+    error = ""
+    if operation == "PUT" or not source.kv:
+        try:
+            value = decode(msg.data, source.type_)
+        except PayloadError as exc:
+            error = str(exc)
+    return Entry(seq=meta.sequence.stream, time=meta.timestamp, subject=msg.subject,
+                 operation=operation, value=redact(value), error=error, raw=msg.data,
+                 headers=headers or None)
+
+
+def summary(entry: Entry) -> str:
+    """One readable line about an entry's payload."""
+    value = entry.value
+    if entry.operation in ("DEL", "PURGE"):
+        return "deleted" if entry.operation == "DEL" else "purged"
+    if value is None:
+        return f"unreadable: {entry.error}"
+    if isinstance(value, SessionEvent.__args__):
+        s = value.session
+        start = f"{s.start:%Y-%m-%d %H:%M}Z" if s.start else "time TBC"
+        return f"{phase_of(value).value:<11} {s.event} · {s.name} ({start})"
+    if isinstance(value, StreamRecord):
+        detail = f" ({value.health_detail})" if value.health_detail else ""
+        return f"{value.health.value:<9} {value.title or value.id} via {value.extractor or '?'}{detail}"
+    if isinstance(value, ExtractJob):
+        return f"extract {value.source_id} for {value.session.key}"
+    if isinstance(value, DeadLetter):
+        return f"dead letter from {value.consumer} after {value.deliveries} tries: {value.reason}"
+    return msgspec.json.encode(value).decode()[:100]
+
+
+def _key(entry: Entry, source: Source) -> str:
+    return entry.subject.removeprefix(source.subject_prefix) if source.kv else entry.subject
+
+
+def print_table(entries: list[Entry], source: Source, out: TextIO) -> None:
+    rows = [(str(e.seq), f"{e.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}", _key(e, source), summary(e))
+            for e in entries]
+    head = ("seq", "time (UTC)", "key" if source.kv else "subject", "event")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    out.write("  ".join(h.ljust(w) for h, w in zip(head, [*widths, 0], strict=True)).rstrip() + "\n")
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, [*widths, 0], strict=True)).rstrip() + "\n")
+
+
+_json = msgspec.json.Encoder()
+
+
+def json_line(entry: Entry, source: Source) -> str:
+    """``{"seq", "time", "subject", "key"?, "operation", "data"}``: ``data`` decodes with the
+    stream's Struct (null for deletes; the error for an undecodable payload)."""
+    line: dict[str, Any] = {"stream": source.stream, "seq": entry.seq,
+                            "time": entry.time.astimezone(UTC), "subject": entry.subject,
+                            "operation": entry.operation, "data": entry.value}
+    if source.kv:
+        line["key"] = _key(entry, source)
+    if entry.error:
+        line["error"] = entry.error
+    return _json.encode(line).decode()
+
+
+async def history(nc: Client, source: Source, *, subject: str | None = None,
+                  since: timedelta | None = None, from_seq: int | None = None,
+                  limit: int | None = None) -> AsyncIterator[Msg]:
+    """The stored messages of ``source`` from a point on, oldest first, ending at the newest
+    one present when it started (an ephemeral, unacknowledged consumer)."""
+    js = nc.jetstream()
+    try:
+        info = await js.stream_info(source.stream)
+    except NotFoundError as exc:
+        raise ReplayError(f"no stream {source.stream} on this NATS: is Slipstream running "
+                          "against it?") from exc
+    if info.state.messages == 0:
+        return
+    config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0,
+                            filter_subject=source.subject_for(subject),
+                            deliver_policy=DeliverPolicy.ALL)
+    if from_seq is not None:
+        config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, from_seq
+    elif since is not None:
+        config.deliver_policy = DeliverPolicy.BY_START_TIME
+        config.opt_start_time = datetime.now(UTC) - since
+    sub = await js.pull_subscribe(config.filter_subject or ">", durable=None,
+                                  stream=source.stream, config=config)
+    last = info.state.last_seq
+    count = 0
+    try:
+        while True:
+            try:
+                batch = await sub.fetch(BATCH, timeout=1.0)
+            except NatsTimeoutError:
+                return  # nothing (more) matches
+            for msg in batch:
+                yield msg
+                count += 1
+                meta = msg.metadata
+                if (limit is not None and count >= limit) or meta.num_pending == 0 \
+                        or meta.sequence.stream >= last:
+                    return
+    finally:
+        await sub.unsubscribe()
+
+
+async def replay(nc: Client, name: str, *, subject: str | None, since: timedelta | None,
+                 from_seq: int | None, as_json: bool, republish: str | None,
+                 limit: int | None, out: TextIO = sys.stdout) -> int:
+    """Print (or republish) the history; returns how many messages were read."""
+    source = source_named(name)
+    if republish is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", republish):
+            raise ReplayError(f"--republish {republish!r}: expected a plain subject such as "
+                              "debug.sessions (no spaces or wildcards)")
+        if republish.startswith(OWN_SUBJECTS):
+            raise ReplayError(f"--republish {republish!r}: that subject belongs to Slipstream's "
+                              "own streams; pick one outside sessions.>, jobs.>, deadletter.>")
+    entries: list[Entry] = []
+    async for msg in history(nc, source, subject=subject, since=since, from_seq=from_seq,
+                             limit=limit):
+        entry = to_entry(msg, source)
+        if republish is not None:
+            headers = {k: v for k, v in (entry.headers or {}).items() if not k.startswith("Nats-")}
+            headers["Slipstream-Replay-Of"] = f"{source.stream}:{entry.seq}:{entry.subject}"
+            await nc.publish(republish, msg.data, headers=headers)
+        if as_json:
+            out.write(json_line(entry, source) + "\n")
+        else:
+            entries.append(entry)
+    if republish is not None:
+        await nc.flush()
+    if not as_json:
+        if entries:
+            print_table(entries, source, out)
+        else:
+            out.write(f"nothing in {source.stream} matches\n")
+    return len(entries)
+
+
+async def tail(nc: Client, names: list[str], *, as_json: bool, stop: asyncio.Event,
+               out: TextIO = sys.stdout, on_ready: Callable[[], None] | None = None) -> None:
+    """Print new events of ``names`` as they are stored, until ``stop``."""
+    js = nc.jetstream()
+    sources = [source_named(n) for n in names]
+    subs: list[Any] = []
+
+    def printer(source: Source) -> Callable[[Msg], Any]:
+        async def handle(msg: Msg) -> None:
+            entry = to_entry(msg, source)
+            if as_json:
+                out.write(json_line(entry, source) + "\n")
+            else:
+                out.write(f"{entry.time.astimezone(UTC):%H:%M:%S}  {source.stream:<10}  "
+                          f"{_key(entry, source):<40}  {summary(entry)}\n")
+            out.flush()
+        return handle
+
+    try:
+        subs += [await js.subscribe(source.subject_for(None), stream=source.stream,
+                                    ordered_consumer=True, deliver_policy=DeliverPolicy.NEW,
+                                    cb=printer(source)) for source in sources]
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
