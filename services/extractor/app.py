@@ -22,6 +22,7 @@ from nats.errors import Error as NatsError
 
 from services.extractor.extractors.browser import CHROMIUM
 from services.extractor.jobs import Jobs
+from services.extractor.metrics import EVENTS, JOBS
 from services.extractor.registry import Context
 from shared import bus, logs, subjects, topology
 from shared.cache import SharedState
@@ -112,14 +113,17 @@ class ExtractorApp:
         except PayloadError as exc:
             await self._dead_letter(msg, str(exc), "PayloadError")
             await msg.reject()
+            EVENTS.labels("dead_letter").inc()
             return
         try:
             await self.jobs.on_session(event)
         except (NatsError, TimeoutError) as exc:
             log.warning("session event not handled yet; retrying", error=str(exc))
             await msg.nack(delay=2.0)
+            EVENTS.labels("retried").inc()
             return
         await msg.ack()
+        EVENTS.labels("handled").inc()
 
     async def on_job(self, msg: NatsMessage) -> None:
         """One run of a keep-fresh job, with in-progress heartbeats while it works."""
@@ -131,6 +135,7 @@ class ExtractorApp:
         except PayloadError as exc:
             await self._dead_letter(msg, str(exc), "PayloadError")
             await msg.reject()
+            JOBS.labels("dead_letter").inc()
             return
         async with background(self._heartbeat(msg), "job-heartbeat"):
             try:
@@ -138,14 +143,18 @@ class ExtractorApp:
             except (NatsError, TimeoutError) as exc:
                 log.warning("job interrupted; retrying", error=str(exc) or type(exc).__name__)
                 await msg.nack(delay=2.0)
+                JOBS.labels("retried").inc()
                 return
         if decision.dead_letter:
             await self._dead_letter(msg, decision.dead_letter, "ResolveError")
             await msg.reject()
+            JOBS.labels("dead_letter").inc()
         elif decision.stop:
             await msg.ack()
+            JOBS.labels("done").inc()
         else:
             await msg.nack(delay=decision.next_run or 1.0)
+            JOBS.labels("again").inc()
 
     @staticmethod
     async def _heartbeat(msg: NatsMessage) -> None:

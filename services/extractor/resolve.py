@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import msgspec
 
 from services.extractor import registry
+from services.extractor.metrics import ATTEMPT_SECONDS, ATTEMPTS
 from services.extractor.probe import ProbeError, ProbeResult, probe
 from services.extractor.registry import Context, ExtractionError, Found
 from shared.sessions import Session
@@ -152,12 +153,17 @@ async def resolve(url: str, choice: str, ctx: Context) -> Resolution:
                                      cookies=found.cookies, deadline=ctx.deadline)
         except (ExtractionError, ProbeError, InvalidOutputError, TimeoutError) as exc:
             detail = getattr(exc, "reason", "") or str(exc) or f"no result within {ctx.deadline:.0f} s"
+            refused = bool(getattr(exc, "refused", False))
             attempts.append(Attempt(entry.name, ok=False, detail=detail,
                                     elapsed_ms=(time.monotonic() - started) * 1000,
-                                    refused=bool(getattr(exc, "refused", False))))
+                                    refused=refused))
+            ATTEMPTS.labels(entry.name, "refused" if refused else "failed").inc()
+            ATTEMPT_SECONDS.labels(entry.name).observe(time.monotonic() - started)
             continue
         attempts.append(Attempt(entry.name, ok=True, detail=result.detail,
                                 elapsed_ms=(time.monotonic() - started) * 1000))
+        ATTEMPTS.labels(entry.name, "ok").inc()
+        ATTEMPT_SECONDS.labels(entry.name).observe(time.monotonic() - started)
         return Resolution(found=found, extractor=entry.name, probe=result, attempts=attempts)
     raise ResolveError(attempts)
 

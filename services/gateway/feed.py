@@ -36,6 +36,8 @@ TICK: Final = 1.0
 
 CLIENTS = Gauge("slipstream_gateway_ws_clients", "Connected WebSocket clients")
 CUT_OFF = Counter("slipstream_gateway_ws_cut_off_total", "WebSocket clients cut off for not reading")
+CHANGES = Counter("slipstream_gateway_kv_changes_total", "KV changes received, by bucket",
+                  ["bucket"])
 SENT = Counter("slipstream_gateway_ws_messages_total", "Messages queued to WebSocket clients")
 _encoder = msgspec.json.Encoder()
 
@@ -129,12 +131,14 @@ class Hub:
 
     def stream_changed(self, view: StreamView | None, session: str, stream_id: str,
                        revision: int) -> None:
+        CHANGES.labels("streams").inc()
         if view is None:
             self.publish(session, StreamRemoved(session=session, id=stream_id, revision=revision))
         else:
             self.publish(session, StreamChanged(stream=view))
 
     def session_changed(self, event: SessionEvent, revision: int) -> None:
+        CHANGES.labels("sessions").inc()
         self.publish(event.session.key, SessionChanged(status=status_of(event, revision)))
 
     def tick(self, now: float) -> None:

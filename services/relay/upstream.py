@@ -19,7 +19,7 @@ from typing import Final
 
 import httpx
 import msgspec
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from shared.cache import SharedState
 from shared.egress import EgressDeniedError, EgressPolicy
@@ -29,6 +29,9 @@ MAX_PLAYLIST: Final = 4 * 1024 * 1024
 MAX_SEGMENT: Final = 64 * 1024 * 1024
 SEGMENT_TTL: Final = 120.0
 
+LATENCY = Histogram("slipstream_relay_upstream_seconds",
+                    "Upstream latency: a whole playlist, or a segment's first byte", ["kind"],
+                    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 FETCHES = Counter("slipstream_relay_upstream_fetches_total", "Upstream fetches",
                   ["kind", "stream"])
 CACHE = Counter("slipstream_relay_cache_total", "Cache lookups", ["kind", "result", "stream"])
@@ -137,11 +140,14 @@ class Upstream:
                               stream: str) -> Fetched:
         async def from_upstream() -> Shared:
             FETCHES.labels("playlist", stream).inc()
+            started = time.monotonic()
             try:
                 got = await fetch(self.client, url, policy=self.policy, headers=headers,
                                   cookies=cookies, max_bytes=MAX_PLAYLIST, deadline=deadline)
             except FetchError as exc:
                 raise _error(exc) from exc
+            finally:
+                LATENCY.labels("playlist").observe(time.monotonic() - started)
             BYTES_IN.labels(stream).inc(len(got.body))
             return Shared(url=str(got.url), body=got.body)
 
@@ -189,9 +195,11 @@ class Upstream:
         FETCHES.labels("segment", stream).inc()
         try:
             async with asyncio.timeout(self.timeout * 3):
+                started = time.monotonic()
                 response, _ = await open_response(self.client, self.policy.check_url(url),
                                                   policy=self.policy, headers=dict(headers),
                                                   cookies=dict(cookies))
+                LATENCY.labels("segment").observe(time.monotonic() - started)
                 try:
                     body.content_type = response.headers.get("content-type",
                                                              body.content_type).split(";")[0]

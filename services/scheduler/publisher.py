@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from services.scheduler.metrics import PUBLISHED
 from services.scheduler.planner import message_id
 from shared import logs, subjects, topology
 from shared.codec import PayloadError, decode, encode
@@ -81,6 +82,7 @@ class Publisher:
             ack = await self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": msg_id})
             fresh = not ack.duplicate
         await self._record(key, event)
+        PUBLISHED.labels(phase_of(event).value, "new" if fresh else "already_stored").inc()
         log.info("session event", subject=subject, at=event.at.isoformat(),
                  published=fresh)
         return fresh
