@@ -24,6 +24,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
 from litestar.static_files import create_static_files_router
 
+import shared
 from services.gateway.feed import FeedClient, Hub, stream_key_parts
 from services.gateway.views import Views, ics, m3u
 from shared import topology
@@ -233,6 +234,15 @@ def _ui_assets(ui: Path) -> Any:
                                       include_in_schema=False, name="ui-assets")
 
 
+ASYNCAPI = Path(shared.__file__).resolve().parent / "asyncapi.json"
+
+
+@get("/asyncapi.json", media_type=MediaType.JSON)
+async def asyncapi() -> Response[bytes]:
+    """The AsyncAPI 3.0 document of every NATS subject and payload (``scripts/asyncapi.py``)."""
+    return Response(await asyncio.to_thread(ASYNCAPI.read_bytes), media_type=MediaType.JSON)
+
+
 @get("/favicon.svg", include_in_schema=False, media_type="image/svg+xml")
 async def favicon(state: State) -> Response[bytes]:
     """The UI's icon."""
@@ -292,7 +302,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
 
     return Litestar(
         route_handlers=[*ROUTES, status, sessions, session, streams, live, export_m3u, export_ics,
-                        feed, home, favicon, _ui_assets(ui)],
+                        feed, home, favicon, asyncapi, _ui_assets(ui)],
         lifespan=[lifespan],
         state=State({"readiness": readiness, "views": views, "hub": hub,
                      "origins": settings.ui_origins, "ui": ui,

@@ -54,7 +54,10 @@ class SchedulerApp:
         self.readiness = Readiness()
         self.readiness.add("calendar", self._calendar_check)
         self.readiness.warnings.append(self.warnings)
-        self.broker.subscriber(subjects.SCHEDULER_RESYNC)(self.on_resync)
+        self.broker.subscriber(
+            subjects.SCHEDULER_RESYNC,
+            description="Ask the scheduler to re-read the calendar now (any body)",
+        )(self.on_resync)
 
     async def on_resync(self) -> str:
         """Re-read the calendar now (request/reply on ``control.scheduler.resync``)."""

@@ -1,0 +1,139 @@
+"""Writes ``shared/asyncapi.json``: the AsyncAPI 3.0 document of every NATS subject Slipstream
+uses and its payload.
+
+FastStream generates the document from the services' real brokers (the scheduler's and the
+extractor's subscribers, with their subjects and descriptions) and from a documentation broker
+that declares what is published and watched. FastStream derives payload schemas from pydantic
+types, and the contracts are msgspec Structs, so the payloads are then filled in from
+``msgspec.json.schema_components`` of the ``shared`` Structs: the contracts stay the one source.
+
+    .venv/bin/python scripts/asyncapi.py           write shared/asyncapi.json
+    .venv/bin/python scripts/asyncapi.py --check   exit 1 if the file is not what the code says
+
+The test suite runs the check, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.extractor.app import ExtractorApp  # noqa: E402
+from services.scheduler.app import SchedulerApp  # noqa: E402
+from shared import subjects, topology  # noqa: E402
+from shared.jobs import DeadLetter, ExtractJob  # noqa: E402
+from shared.sessions import SessionEvent  # noqa: E402
+from shared.settings import load_settings  # noqa: E402
+from shared.streams import StreamRecord  # noqa: E402
+
+OUT = ROOT / "shared" / "asyncapi.json"
+STREAMS_KV = f"$KV.{topology.STREAMS_BUCKET}.>"
+SESSIONS_KV = f"$KV.{topology.SESSIONS_BUCKET}.>"
+
+
+class ResyncRequest(msgspec.Struct, frozen=True):
+    """Any message (the body is ignored): the scheduler re-reads the calendar now."""
+
+
+#: The payload of each subject (address) in the document.
+PAYLOADS: dict[str, Any] = {
+    subjects.SESSIONS_ALL: SessionEvent,
+    subjects.EXTRACT_JOBS_ALL: ExtractJob,
+    subjects.DEADLETTER_ALL: DeadLetter,
+    STREAMS_KV: StreamRecord,
+    SESSIONS_KV: SessionEvent,
+    subjects.SCHEDULER_RESYNC: ResyncRequest,
+}
+
+
+def documentation_broker() -> NatsBroker:
+    """What is published and watched, beyond the services' own subscribers."""
+    broker = NatsBroker("nats://localhost:4222", description="Slipstream's NATS (JetStream)")
+    broker.publisher(
+        subjects.SESSIONS_ALL, title="session-events",
+        description="The scheduler publishes each session's life cycle on the SESSIONS stream: "
+        "sessions.<season>.<event>.<kind>.<phase>, phases scheduled, upcoming, live, ended, "
+        "rescheduled, cancelled; Nats-Msg-Id is deterministic per (session, phase, start).")
+    broker.publisher(
+        subjects.EXTRACT_JOBS_ALL, title="extract-jobs",
+        description="The extractor queues one keep-fresh job per session and source on the JOBS "
+        "work queue: jobs.extract.<season>.<event>.<kind>.<source-id>.")
+    broker.publisher(
+        subjects.DEADLETTER_ALL, title="dead-letters",
+        description="Messages a consumer gave up on, with the reason, on the DEADLETTER stream: "
+        "deadletter.<consumer>.<season>.<event>.<kind>.")
+    broker.publisher(
+        STREAMS_KV, title="stream-records",
+        description="KV bucket 'streams', key <season>.<event>.<kind>.<stream-id>: the "
+        "extractor writes resolved streams (private: upstream URL, headers, cookies); the "
+        "relay and the gateway watch it. A delete means the stream is gone.")
+    broker.publisher(
+        SESSIONS_KV, title="session-states",
+        description="KV bucket 'sessions', key <season>.<event>.<kind>: the last event of each "
+        "session, written by the scheduler, watched by the gateway.")
+    return broker
+
+
+def generate() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as data:
+        settings = load_settings(env={"SLIPSTREAM_DATA_DIR": data})
+        servers = ["nats://localhost:4222"]
+        brokers = [SchedulerApp(settings, servers).broker, ExtractorApp(settings, servers).broker,
+                   documentation_broker()]
+        spec = AsyncAPI(*brokers, title="Slipstream events", version="0.1.0",
+                        description="Every NATS subject Slipstream uses, and its payload. "
+                        "Payloads are JSON encodings of the msgspec Structs in shared/.",
+                        schema_version="3.0.0").to_specification()
+    doc: dict[str, Any] = json.loads(spec.to_json())
+    doc["servers"] = {"nats": {"host": "localhost:4222", "protocol": "nats",
+                               "description": "NATS with JetStream (slipstream up embeds one)"}}
+    for channel in doc["channels"].values():
+        channel["servers"] = [{"$ref": "#/servers/nats"}]
+    _, components = msgspec.json.schema_components(
+        list(PAYLOADS.values()), ref_template="#/components/schemas/{name}")
+    doc["components"]["schemas"] = components
+    addresses = {}  # component message name -> the address of its channel
+    for channel in doc["channels"].values():
+        for ref in channel["messages"].values():
+            name = ref["$ref"].rsplit("/", 1)[1].replace("%3E", ">")
+            addresses[name] = channel["address"]
+    for name, message in doc["components"]["messages"].items():
+        address = addresses[name]
+        payload = PAYLOADS.get(address)
+        if payload is None:
+            raise SystemExit(f"asyncapi: no payload type for subject {address!r}; add it to PAYLOADS")
+        schema = msgspec.json.schema(payload, ref_template="#/components/schemas/{name}")
+        message["payload"] = {k: v for k, v in schema.items() if k != "$defs"}
+        message.pop("correlationId", None)
+    return doc
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    text = render(generate())
+    if "--check" in sys.argv[1:]:
+        if not OUT.exists() or OUT.read_text() != text:
+            print(f"{OUT.relative_to(ROOT)} is out of date: run .venv/bin/python scripts/asyncapi.py",
+                  file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(text)
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
