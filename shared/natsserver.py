@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -42,8 +43,18 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _config(store: Path, ports_dir: Path, host: str, port: int, name: str) -> str:
-    return "\n".join([
+@dataclass(frozen=True)
+class ClusterNode:
+    """This server's place in a cluster: its route port and the other nodes' routes."""
+
+    port: int
+    routes: tuple[str, ...]
+    name: str = "slipstream"
+
+
+def _config(store: Path, ports_dir: Path, host: str, port: int, name: str, *,
+            cluster: ClusterNode | None = None) -> str:
+    lines = [
         f'server_name: "{name}"',
         f'listen: "{host}:{port}"',
         f'ports_file_dir: "{ports_dir}"',
@@ -52,19 +63,24 @@ def _config(store: Path, ports_dir: Path, host: str, port: int, name: str) -> st
         f'  store_dir: "{store}"',
         "  sync_interval: always",
         "}",
-        "",
-    ])
+    ]
+    if cluster is not None:
+        routes = ", ".join(f'"{r}"' for r in cluster.routes)
+        lines += ["cluster {", f'  name: "{cluster.name}"', f'  listen: "{host}:{cluster.port}"',
+                  f"  routes: [{routes}]", "}"]
+    return "\n".join([*lines, ""])
 
 
 class EmbeddedNats:
     """One ``nats-server`` process with JetStream, owned by this process."""
 
     def __init__(self, folder: Path, *, host: str = "127.0.0.1", port: int = -1,
-                 name: str = "slipstream") -> None:
+                 name: str = "slipstream", cluster: ClusterNode | None = None) -> None:
         self.folder = folder
         self.host = host
         self.port = port
         self.name = name
+        self.cluster = cluster
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -79,7 +95,8 @@ class EmbeddedNats:
         for stale in self.folder.glob("*.ports"):
             stale.unlink()
         conf = self.folder / "nats.conf"
-        conf.write_text(_config(store, self.folder, self.host, self.port, self.name))
+        conf.write_text(_config(store, self.folder, self.host, self.port, self.name,
+                                cluster=self.cluster))
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [nats_server_binary(), "-c", str(conf)],

@@ -152,6 +152,8 @@ class Jobs:
             if record is None or record.health != decision.write.health:
                 log.info("stream", key=key, health=decision.write.health.value,
                          extractor=decision.write.extractor, detail=decision.write.health_detail)
+        log.debug("job run", key=key, attempt=attempt, next_run=decision.next_run,
+                  stop=decision.stop)
         return decision
 
     async def _resolve(self, source: SourceSettings, url: str, ctx: Context, *,
