@@ -58,11 +58,14 @@ class Server(uvicorn.Server):
         yield
 
 
-def server(app: Any, *, log_level: str = "info", graceful: int = 10) -> Server:
-    """A uvicorn server for ``app`` that finishes in-flight requests for up to ``graceful`` s."""
+def server(app: Any, *, log_level: str = "info", graceful: int = 10,
+           ws_ping: float = 20.0) -> Server:
+    """A uvicorn server for ``app`` that finishes in-flight requests for up to ``graceful`` s.
+    WebSocket peers are pinged every ``ws_ping`` s and dropped when a pong takes as long."""
     config = uvicorn.Config(app, log_config=None, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=int(graceful), proxy_headers=False,
                             server_header=False, ws_max_size=64 * 1024,
+                            ws_ping_interval=ws_ping, ws_ping_timeout=ws_ping,
                             # WebSocket messages here are small JSON: compression would cost a
                             # zlib state per connection and invite compression bombs.
                             ws_per_message_deflate=False)

@@ -185,10 +185,11 @@ async def run_broker_service(*, service: str, settings: Settings, host: str, por
 
 
 async def serve_app(*, service: str, settings: Settings, host: str, port: int,
-                    app: Any, stop: asyncio.Event, send_buffer: int | None = None) -> None:
+                    app: Any, stop: asyncio.Event, send_buffer: int | None = None,
+                    ws_ping: float = 20.0) -> None:
     """Serve an ASGI app until ``stop``; the port is bound first so conflicts fail fast."""
     sock = bind(host, port, f"{service}.port", send_buffer=send_buffer)
-    server = http_server(app, log_level=settings.log_level)
+    server = http_server(app, log_level=settings.log_level, ws_ping=ws_ping)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(server.serve([sock]), name=f"{service}-http")
         log.info("listening", url=f"http://{host}:{port}/")

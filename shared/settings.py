@@ -178,6 +178,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     port: Port = 8080
     #: Origins allowed to open the WebSocket feed; the gateway's own origin is always allowed.
     allowed_origins: list[PublicUrl] = msgspec.field(default_factory=list)
+    #: Seconds between pings to each WebSocket client; one that has not answered by the next
+    #: ping is dropped.
+    ping_interval: Seconds = 20.0
     #: Folder of the built web UI; the checkout's ``ui/dist`` when not set.
     ui_dir: str | None = None
     #: When set, the feed, the REST API and the exports need it: ``Authorization: Bearer`` or

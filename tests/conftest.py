@@ -138,10 +138,11 @@ def serve() -> Iterator[Callable[..., str]]:
 
     started: list[tuple[object, threading.Thread]] = []
 
-    def _serve(app: Litestar, send_buffer: int | None = None, port: int = 0) -> str:
+    def _serve(app: Litestar, send_buffer: int | None = None, port: int = 0,
+               ws_ping: float = 20.0) -> str:
         sock = bind("127.0.0.1", port, "test.port", send_buffer=send_buffer)
         port = sock.getsockname()[1]
-        srv = http_server(app, log_level="warning")
+        srv = http_server(app, log_level="warning", ws_ping=ws_ping)
         thread = threading.Thread(target=lambda: asyncio.run(srv.serve([sock])), daemon=True)
         thread.start()
         deadline = time.monotonic() + 10

@@ -27,7 +27,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     section = settings.gateway
     app = create_app(settings, nats_servers(settings))
     await serve_app(service=SERVICE, settings=settings, host=section.host, port=section.port,
-                    app=app, stop=stop, send_buffer=SEND_BUFFER)
+                    app=app, stop=stop, send_buffer=SEND_BUFFER, ws_ping=section.ping_interval)
 
 
 if __name__ == "__main__":
