@@ -43,6 +43,10 @@ class PlaylistError(ValueError):
 Mint = Callable[[str, str], str]
 
 MAX_LINE: Final = 64 * 1024
+#: A six-hour DVR window of 2 s segments with LL-HLS parts stays well under this.
+MAX_LINES: Final = 250_000
+#: Distinct EXT-X-KEY tags in one playlist (key rotation every segment of a long window fits).
+MAX_KEYS: Final = 12_000
 _URI_ATTRS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
     "#EXT-X-MEDIA:": (("URI", Kind.PLAYLIST),),
     "#EXT-X-I-FRAME-STREAM-INF:": (("URI", Kind.PLAYLIST),),
@@ -133,7 +137,7 @@ def rewrite(text: str, base: str, mint: Mint, *, imports: Mapping[str, str] | No
     # there, and a playlist is master or media, never both): the kind follows from the position.
     line_kind = Kind.PLAYLIST if "#EXT-X-STREAM-INF:" in body else Kind.MEDIA
     lines = body.split("\n")
-    long_body = len(body) > MAX_LINE
+    _check_shape(body, lines)
     # The hot loop: one cheap test per line; only URI lines and URI-bearing tags do more.
     for i, line in enumerate(lines):
         first = line[:1]
@@ -148,9 +152,22 @@ def rewrite(text: str, base: str, mint: Mint, *, imports: Mapping[str, str] | No
                 absolute = resolve(uri)
                 if absolute is not None:
                     lines[i] = mint(absolute, line_kind) + ("\r" if line[-1] == "\r" else "")
-        if long_body and len(line) > MAX_LINE:
-            raise PlaylistError(f"a line is longer than {MAX_LINE} characters")
     return "\n".join(lines)
+
+
+def _check_shape(body: str, lines: list[str]) -> None:
+    """Refuse what no real playlist looks like before anything is minted (so a refused playlist
+    teaches the relay nothing): too many lines or keys, an overlong line, a cut-off end."""
+    if len(lines) > MAX_LINES:
+        raise PlaylistError(f"more than {MAX_LINES} lines")
+    if len(body) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+        raise PlaylistError(f"a line is longer than {MAX_LINE} characters")
+    if body.count("#EXT-X-KEY:") > MAX_KEYS and \
+            len({line for line in lines if line.startswith("#EXT-X-KEY:")}) > MAX_KEYS:
+        raise PlaylistError(f"more than {MAX_KEYS} distinct keys")
+    last = next((line for line in reversed(lines) if line.strip()), "")
+    if last.startswith(("#EXTINF:", "#EXT-X-STREAM-INF:")):
+        raise PlaylistError("the playlist is cut off (its last tag has no URI after it)")
 
 
 def _defines(body: str, base: str, variables: dict[str, str], imports: Mapping[str, str]) -> str:

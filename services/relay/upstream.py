@@ -149,6 +149,9 @@ class Upstream:
             finally:
                 LATENCY.labels("playlist").observe(time.monotonic() - started)
             BYTES_IN.labels(stream).inc(len(got.body))
+            if not got.body.removeprefix(b"\xef\xbb\xbf").startswith(b"#EXTM3U"):
+                # refused before the playlist cache (or other replicas) can keep it
+                raise UpstreamError("not an HLS playlist (no #EXTM3U header)")
             return Shared(url=str(got.url), body=got.body)
 
         if ttl > 0:
