@@ -1,0 +1,95 @@
+"""Malformed messages against real processes on a real nats-server: garbage and an unknown
+event type on SESSIONS are dead-lettered with the reason and the extractor goes on (no crash
+loop, the next good event is handled); a garbage value in the streams bucket is skipped by the
+gateway, which keeps answering."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+from nats.aio.client import Client
+
+from services.gateway.app import create_app
+from shared import subjects, topology
+from shared.codec import encode
+from shared.jobs import DeadLetter
+from shared.natsserver import EmbeddedNats
+from shared.sessions import Live, Session, SessionKind
+from shared.settings import load_settings
+from shared.streams import Health, StreamRecord
+from tests.conftest import free_port
+from tests.procs import Proc, base_env, module, status, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+RACE = Session(key="2026.monaco.race", season=2026, round=8, event="Monaco GP",
+               kind=SessionKind.RACE, name="Race", start=datetime.now(UTC).replace(microsecond=0))
+
+
+async def test_bad_session_events_are_dead_lettered_and_the_extractor_goes_on(
+        nc: Client, nats_server: EmbeddedNats, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    await topology.apply(js)
+    port = free_port()
+    proc = Proc(module("services.extractor"), base_env(
+        tmp_path, SLIPSTREAM_NATS_URL=nats_server.url, SLIPSTREAM_EXTRACTOR_PORT=str(port),
+        SLIPSTREAM_LOG_FORMAT="json"))
+    try:
+        await asyncio.to_thread(wait_until, lambda: status(f"http://127.0.0.1:{port}/readyz") == 200,
+                                60, "extractor ready")
+        subject = subjects.session_event(RACE.key, "live")
+        await js.publish(subject, b"\x00\xffnot json at all")
+        unknown = json.loads(encode(Live(session=RACE, at=datetime.now(UTC))))
+        unknown["phase"] = "exploded"
+        await js.publish(subject, json.dumps(unknown).encode())
+        await js.publish(subject, encode(Live(session=RACE, at=datetime.now(UTC))))
+
+        async def letters() -> list[DeadLetter]:
+            info = await js.stream_info(topology.DEADLETTER_STREAM)
+            return [msgspec.json.decode((await js.get_msg(topology.DEADLETTER_STREAM, seq)).data,
+                                        type=DeadLetter)
+                    for seq in range(info.state.first_seq, info.state.last_seq + 1)
+                    if info.state.messages]
+
+        for _ in range(200):
+            consumer = await js.consumer_info(topology.SESSIONS_STREAM, topology.EXTRACTOR_CONSUMER)
+            if consumer.num_pending == 0 and consumer.num_ack_pending == 0 \
+                    and len(await letters()) == 2:
+                break
+            await asyncio.sleep(0.1)
+        got = await letters()
+        assert [letter.error_type for letter in got] == ["PayloadError", "PayloadError"]
+        assert "exploded" in got[1].reason or "exploded" in got[1].payload
+        assert all(letter.subject == subject for letter in got)
+        assert consumer.num_pending == 0
+        assert consumer.num_ack_pending == 0  # the good event was handled and acknowledged
+        assert proc.popen.poll() is None
+        assert status(f"http://127.0.0.1:{port}/readyz") == 200
+        assert "jobs queued" in proc.output  # the good event after the bad ones
+    finally:
+        proc.stop(signal.SIGTERM)
+
+
+async def test_a_garbage_stream_record_is_skipped_by_the_gateway(
+        nc: Client, nats_url: str, serve: Callable[..., str], tmp_path: Path) -> None:
+    kv = await topology.streams_kv(nc.jetstream())
+    await kv.put(subjects.stream_key(RACE.key, "bad"), b'{"id": "bad", "upstream_url": 42}')
+    await kv.put(subjects.stream_key(RACE.key, "good"), encode(StreamRecord(
+        id="good", session=RACE.key, source_id="good", upstream_url="https://cdn.example.test/a.m3u8",
+        resolved_at=datetime.now(UTC), health=Health.OK)))
+    base = serve(create_app(load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path)}), [nats_url]))
+    async with httpx.AsyncClient(base_url=base) as http:
+        for _ in range(100):
+            if (await http.get("/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        got = await http.get("/api/streams")
+    assert got.status_code == 200
+    assert [v["id"] for v in got.json()] == ["good"]
