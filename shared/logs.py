@@ -22,13 +22,30 @@ _URL: Final = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s@]+@)?"
                          r"(?P<rest>[^\s?#\"']*)(?P<query>\?[^\s#\"']*)?", re.IGNORECASE)
 
 
+#: A request line in an access log: its query string and long path tokens (relay signatures,
+#: upstream tokens in paths) are hidden as well.
+_REQUEST: Final = re.compile(r"\b(?P<method>GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) "
+                             r"(?P<path>/[^\s?]*)(?P<query>\?\S*)?(?= HTTP/)")
+_TOKEN_SEGMENT: Final = re.compile(r"/[A-Za-z0-9_~.-]{20,}(?=/|$)")
+
+
 def redact_text(text: str) -> str:
-    """Hide credentials and query strings (tokens live there) in any URL inside ``text``."""
+    """Hide credentials and query strings (tokens live there) in any URL inside ``text``, and
+    in request lines of access logs."""
     def _sub(match: re.Match[str]) -> str:
         user = "***@" if match["user"] else ""
         query = "?***" if match["query"] else ""
         return f"{match['scheme']}{user}{match['rest']}{query}"
-    return _URL.sub(_sub, text) if "://" in text else text
+
+    def _request(match: re.Match[str]) -> str:
+        path = _TOKEN_SEGMENT.sub("/***", match["path"])
+        return f"{match['method']} {path}{'?***' if match['query'] else ''}"
+
+    if "://" in text:
+        text = _URL.sub(_sub, text)
+    if " HTTP/" in text:
+        text = _REQUEST.sub(_request, text)
+    return text
 
 
 def _redact_value(key: str, value: Any) -> Any:

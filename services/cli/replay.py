@@ -21,8 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy, RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from shared import topology
@@ -31,7 +30,6 @@ from shared.jobs import DeadLetter, ExtractJob
 from shared.sessions import SessionEvent, phase_of
 from shared.streams import StreamRecord
 
-BATCH: Final = 256
 #: Subjects a replay may not republish to: they are stored by Slipstream's own streams.
 OWN_SUBJECTS: Final = ("sessions.", "jobs.", "deadletter.", "$KV.", "$JS.")
 
@@ -117,20 +115,24 @@ def redact(value: msgspec.Struct | None) -> msgspec.Struct | None:
     return value
 
 
-def to_entry(msg: Msg, source: Source) -> Entry:
-    meta = msg.metadata
+def to_entry(msg: RawStreamMsg | Msg, source: Source) -> Entry:
+    """Decode a stored message (from a direct read, or from a consumer when following)."""
+    if isinstance(msg, RawStreamMsg):
+        seq, when = msg.seq or 0, msg.time or datetime.now(UTC)
+    else:
+        seq, when = msg.metadata.sequence.stream, msg.metadata.timestamp
+    data = msg.data or b""
     headers = dict(msg.headers or {})
     operation = headers.get("KV-Operation", "PUT") if source.kv else "PUB"
     value: msgspec.Struct | None = None
     error = ""
     if operation == "PUT" or not source.kv:
         try:
-            value = decode(msg.data, source.type_)
+            value = decode(data, source.type_)
         except PayloadError as exc:
             error = str(exc)
-    return Entry(seq=meta.sequence.stream, time=meta.timestamp, subject=msg.subject,
-                 operation=operation, value=redact(value), error=error, raw=msg.data,
-                 headers=headers or None)
+    return Entry(seq=seq, time=when, subject=msg.subject or "", operation=operation,
+                 value=redact(value), error=error, raw=data, headers=headers or None)
 
 
 def summary(entry: Entry) -> str:
@@ -186,44 +188,51 @@ def json_line(entry: Entry, source: Source) -> str:
 
 async def history(nc: Client, source: Source, *, subject: str | None = None,
                   since: timedelta | None = None, from_seq: int | None = None,
-                  limit: int | None = None) -> AsyncIterator[Msg]:
+                  limit: int | None = None) -> AsyncIterator[RawStreamMsg]:
     """The stored messages of ``source`` from a point on, oldest first, ending at the newest
-    one present when it started (an ephemeral, unacknowledged consumer)."""
+    one present when it started. Read directly by sequence (no consumer), so it works on the
+    JOBS work queue too, which allows no second consumer."""
     js = nc.jetstream()
     try:
         info = await js.stream_info(source.stream)
     except NotFoundError as exc:
         raise ReplayError(f"no stream {source.stream} on this NATS: is Slipstream running "
                           "against it?") from exc
+    first, last = info.state.first_seq, info.state.last_seq
     if info.state.messages == 0:
         return
-    config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0,
-                            filter_subject=source.subject_for(subject),
-                            deliver_policy=DeliverPolicy.ALL)
-    if from_seq is not None:
-        config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, from_seq
-    elif since is not None:
-        config.deliver_policy = DeliverPolicy.BY_START_TIME
-        config.opt_start_time = datetime.now(UTC) - since
-    sub = await js.pull_subscribe(config.filter_subject or ">", durable=None,
-                                  stream=source.stream, config=config)
-    last = info.state.last_seq
+    filter_subject = source.subject_for(subject)
+    seq = max(first, from_seq or first)
+    if since is not None and from_seq is None:
+        seq = await _first_at_or_after(js, source.stream, first, last, datetime.now(UTC) - since)
     count = 0
-    try:
-        while True:
-            try:
-                batch = await sub.fetch(BATCH, timeout=1.0)
-            except NatsTimeoutError:
-                return  # nothing (more) matches
-            for msg in batch:
-                yield msg
-                count += 1
-                meta = msg.metadata
-                if (limit is not None and count >= limit) or meta.num_pending == 0 \
-                        or meta.sequence.stream >= last:
-                    return
-    finally:
-        await sub.unsubscribe()
+    while seq <= last and (limit is None or count < limit):
+        try:
+            msg = await js.get_msg(source.stream, seq, subject=filter_subject, next=True)
+        except NotFoundError:
+            return  # nothing further matches
+        if msg.seq is None or msg.seq > last:
+            return
+        yield msg
+        count += 1
+        seq = msg.seq + 1
+
+
+async def _first_at_or_after(js: Any, stream: str, first: int, last: int, cutoff: datetime) -> int:
+    """The first sequence stored at or after ``cutoff`` (binary search on stored times)."""
+    low, high = first, last + 1
+    while low < high:
+        middle = (low + high) // 2
+        try:
+            msg = await js.get_msg(stream, middle, subject=">", next=True)
+        except NotFoundError:
+            high = middle
+            continue
+        if msg.time is not None and msg.time < cutoff:
+            low = (msg.seq or middle) + 1
+        else:
+            high = middle
+    return low
 
 
 async def replay(nc: Client, name: str, *, subject: str | None, since: timedelta | None,
@@ -245,7 +254,7 @@ async def replay(nc: Client, name: str, *, subject: str | None, since: timedelta
         if republish is not None:
             headers = {k: v for k, v in (entry.headers or {}).items() if not k.startswith("Nats-")}
             headers["Slipstream-Replay-Of"] = f"{source.stream}:{entry.seq}:{entry.subject}"
-            await nc.publish(republish, msg.data, headers=headers)
+            await nc.publish(republish, entry.raw, headers=headers)
         if as_json:
             out.write(json_line(entry, source) + "\n")
         else:
@@ -265,6 +274,9 @@ async def tail(nc: Client, names: list[str], *, as_json: bool, stop: asyncio.Eve
     """Print new events of ``names`` as they are stored, until ``stop``."""
     js = nc.jetstream()
     sources = [source_named(n) for n in names]
+    if any(source.stream == topology.JOBS_STREAM for source in sources):
+        raise ReplayError("JOBS is a work queue: it allows no second consumer, so it cannot be "
+                          "followed; `slipstream replay JOBS` reads it")
     subs: list[Any] = []
 
     def printer(source: Source) -> Callable[[Msg], Any]:

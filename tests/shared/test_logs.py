@@ -22,3 +22,11 @@ def test_secret_fields_are_masked_wherever_they_appear() -> None:
     assert event["event"] == "resolved http://cdn.test/m.m3u8?***"
     assert event["headers"] == event["cookies"] == event["token"] == "***"
     assert event["detail"] == {"authorization": "***", "url": "http://h.test/p?***"}
+
+
+def test_access_log_request_lines_lose_query_strings_and_path_tokens() -> None:
+    line = '127.0.0.1:5 - "GET /pages/plain?token=SECRET HTTP/1.1" 200'
+    assert redact_text(line) == '127.0.0.1:5 - "GET /pages/plain?*** HTTP/1.1" 200'
+    signed = '"GET /s/Zm9vYmFyYmF6cXV4cXV1eA/2026.monaco.race/a/master.m3u8 HTTP/1.1" 200'
+    assert "Zm9vYmFy" not in redact_text(signed)
+    assert "/2026.monaco.race/a/master.m3u8" in redact_text(signed)

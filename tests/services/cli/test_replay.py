@@ -18,6 +18,7 @@ from services.cli.replay import ReplayError, parse_duration, replay, tail
 from services.scheduler.publisher import Publisher, read_state
 from shared import subjects, topology
 from shared.codec import encode
+from shared.jobs import ExtractJob
 from shared.sessions import Live, Scheduled, Session, SessionEvent, SessionKind, Upcoming
 from shared.streams import Health, StreamRecord
 from tests.procs import base_env, module
@@ -165,3 +166,20 @@ def test_the_command_finds_nats_and_explains_problems(history: Client, nats_url:
                           capture_output=True, text=True, timeout=60, check=False)
     assert none.returncode == 1
     assert "start `slipstream up`" in none.stderr
+
+
+async def test_the_jobs_work_queue_replays_beside_its_consumer_but_cannot_be_followed(
+        history: Client) -> None:
+    """JOBS allows one consumer (the extractors'); replay reads it directly, tail says why not."""
+    js = history.jetstream()
+    await js.pull_subscribe(subjects.EXTRACT_JOBS_ALL, durable=topology.WORKER_CONSUMER,
+                            stream=topology.JOBS_STREAM)  # the extractors' consumer exists
+    job = ExtractJob(session=RACE, source_id="main")
+    await js.publish(subjects.extract_job(RACE.key, "main"), encode(job))
+    out = io.StringIO()
+    await replay(history, "JOBS", subject=None, since=timedelta(minutes=5), from_seq=None,
+                 as_json=True, republish=None, limit=None, out=out)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [msgspec.convert(line["data"], ExtractJob) for line in lines] == [job]
+    with pytest.raises(ReplayError, match="work queue"):
+        await tail(history, ["JOBS"], as_json=False, stop=asyncio.Event(), out=io.StringIO())
