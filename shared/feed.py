@@ -3,7 +3,8 @@
 Every message is one JSON object tagged by ``type``. Revisions are KV revisions: a client that
 applies a message only when its revision is above what it has seen can never go backwards.
 Close codes: ``4003`` origin or token refused (before the handshake completes, as HTTP 403),
-``4008`` the client did not keep up (its queue filled), ``1013`` too many connections.
+``4008`` the client did not keep up (its queue filled), ``1013`` too many connections,
+``1012`` the gateway's data was reloaded (a bucket re-created): reconnect for a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from shared.times import UtcDateTime
 
 CLOSE_TOO_SLOW: Final = 4008
 CLOSE_TRY_LATER: Final = 1013
+CLOSE_RELOADED: Final = 1012
+#: The close frame's reason for each code the gateway sends after accepting.
+CLOSE_REASONS: Final = {CLOSE_TOO_SLOW: "client too slow",
+                        CLOSE_RELOADED: "data reloaded; reconnect for a fresh snapshot"}
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot"):

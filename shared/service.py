@@ -21,12 +21,13 @@ from litestar.datastructures import State
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
-from shared import bus, logs, topology
+from shared import bus, logs, subjects, topology
 from shared.health import ROUTES, Readiness, nats_checks
 from shared.http import StartupError, bind
 from shared.http import server as http_server
 from shared.runtime import NatsNotFoundError
 from shared.settings import Settings, SettingsError, load_settings
+from shared.tasks import background
 
 log = logs.get(__name__)
 
@@ -87,6 +88,7 @@ class NatsLink:
         self._service = service
         self._settings = settings
         self._task: asyncio.Task[Client] | None = None
+        self._guard: asyncio.Task[None] | None = None
         self.client: Client | None = None
         self.failure: str | None = None
         self.ready = asyncio.Event()
@@ -111,15 +113,28 @@ class NatsLink:
         await topology.apply(nc.jetstream(), replicas=self._settings.nats.replicas)
         log.info("nats ready", servers=self._servers)
         self.ready.set()
+        self._guard = asyncio.create_task(guard_topology(nc, self._settings),
+                                          name=f"topology-guard-{self._service}")
         return nc
 
     async def close(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._guard):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.client is not None and not self.client.is_closed:
             await self.client.drain()
+
+
+async def guard_topology(nc: Client, settings: Settings) -> None:
+    """Keep the topology in place for as long as the service runs; when the ``sessions``
+    bucket had to be re-created, ask the scheduler to rebuild it from the calendar."""
+    async def rebuilt(parts: list[str]) -> None:
+        if topology.SESSIONS_BUCKET_STREAM in parts:
+            await nc.publish(subjects.SCHEDULER_RESYNC, b"sessions bucket re-created")
+
+    await topology.guard(nc.jetstream(), replicas=settings.nats.replicas, on_rebuilt=rebuilt)
 
 
 async def retry_connect(connect: Callable[[], Awaitable[Client]], *, wait: float = 1.0,
@@ -174,7 +189,8 @@ async def run_broker_service(*, service: str, settings: Settings, host: str, por
             await broker.start()
             log.info("service ready", health=f"http://{host}:{port}/readyz")
             worker = tg.create_task(work(broker, nc, stop), name=f"{service}-work") if work else None
-            await stop.wait()
+            async with background(guard_topology(nc, settings), f"{service}-topology-guard"):
+                await stop.wait()
             log.info("stopping")
             if worker is not None:
                 await worker

@@ -12,9 +12,12 @@ older deployment brings the topology to this declaration instead of failing or d
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -28,14 +31,19 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
-from shared import subjects
+from shared import logs, subjects
 from shared.codec import MAX_PAYLOAD_BYTES
+
+log = logs.get(__name__)
 
 SESSIONS_STREAM: Final = "SESSIONS"
 JOBS_STREAM: Final = "JOBS"
 DEADLETTER_STREAM: Final = "DEADLETTER"
 STREAMS_BUCKET: Final = "streams"
 SESSIONS_BUCKET: Final = "sessions"
+#: The streams behind the buckets (what :func:`missing` names).
+STREAMS_BUCKET_STREAM: Final = f"KV_{STREAMS_BUCKET}"
+SESSIONS_BUCKET_STREAM: Final = f"KV_{SESSIONS_BUCKET}"
 EXTRACTOR_CONSUMER: Final = "extractor"
 WORKER_CONSUMER: Final = "extract-worker"
 
@@ -210,6 +218,28 @@ async def missing(js: JetStreamContext) -> list[str]:
         except NotFoundError:
             absent.append(f"{consumer.stream}/{durable}")
     return absent
+
+
+#: How often every service checks that the topology is still there.
+GUARD_INTERVAL: Final = 5.0
+
+
+async def guard(js: JetStreamContext, *, replicas: int = 1, interval: float = GUARD_INTERVAL,
+                on_rebuilt: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
+    """Forever: re-create any part of the topology deleted behind the system's back (a stream,
+    a bucket, a durable consumer) and report what was rebuilt. NATS being down is not an
+    error here: readiness reports it, and the next round checks again."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            gone = await missing(js)
+            if gone:
+                log.warning("topology parts missing; re-creating them", missing=gone)
+                await apply(js, replicas=replicas)
+                if on_rebuilt is not None:
+                    await on_rebuilt(gone)
+        except (NatsError, TimeoutError) as exc:
+            log.debug("topology check skipped", error=str(exc) or type(exc).__name__)
 
 
 async def streams_kv(js: JetStreamContext) -> KeyValue:

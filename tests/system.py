@@ -62,6 +62,11 @@ class System:
                 wait_until(lambda n=name: status(self.url(n, "/readyz")) == 200, timeout,  # type: ignore[misc]
                            f"{name} ready")
 
+    def tails(self, lines: int = 40) -> str:
+        """The end of every process's output, for a failing test's message."""
+        return "\n".join(f"--- {name}\n" + "\n".join(proc.lines[-lines:])
+                         for name, proc in self.procs.items())
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.popen.poll() is None:

@@ -125,6 +125,11 @@ class Jobs:
         key = subjects.stream_key(session.key, job.source_id)
         source = self.catalog.get(job.source_id)
         phase = await self.phase(session.key)
+        if phase is None and not worker.is_over(session, self.clock.now(),
+                                                self.settings.scheduler.grace):
+            # Not in the sessions bucket: lost behind our back (the scheduler rebuilds it), or
+            # not recorded yet. The job names its session: keep it going until that is over.
+            phase = Phase.LIVE
         record, revision = await self.record(key)
         if source is None or worker.should_stop(phase, True):
             if record is not None:

@@ -20,7 +20,7 @@ from typing import Final
 
 import msgspec
 
-from shared.sessions import Phase
+from shared.sessions import Phase, Session
 from shared.streams import Health, StreamRecord
 
 MAX_ATTEMPTS: Final = 6
@@ -39,6 +39,19 @@ class Decision:
     stop: bool = False
     next_run: float | None = None
     dead_letter: str | None = None
+
+
+#: How long a session without a scheduled end is assumed to run.
+DEFAULT_LENGTH: Final = timedelta(hours=3)
+
+
+def is_over(session: Session, now: datetime, grace: float) -> bool:
+    """Whether ``session`` has certainly ended by ``now`` (its end, or start plus three hours,
+    plus ``grace`` seconds); a session without a start time never is."""
+    if session.start is None:
+        return False
+    end = session.end or session.start + DEFAULT_LENGTH
+    return now > end + timedelta(seconds=grace)
 
 
 def should_stop(phase: Phase | None, source_known: bool) -> bool:

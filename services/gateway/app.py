@@ -28,7 +28,7 @@ import shared
 from services.gateway.feed import FeedClient, Hub, stream_key_parts
 from services.gateway.views import Views, ics, m3u
 from shared import topology
-from shared.feed import CLOSE_TRY_LATER, Snapshot
+from shared.feed import CLOSE_REASONS, CLOSE_TRY_LATER, Snapshot
 from shared.health import ROUTES, ReadyReport
 from shared.kvmirror import KvMirror
 from shared.relay_urls import Signer, load_secret
@@ -136,7 +136,7 @@ def export_ics(state: State) -> Response[str]:
 #: Kernel send buffer of each connection: a client that stops reading blocks the feed's writes
 #: after this much (plus the 64 KiB transport buffer), so its backlog fills and it is cut off.
 SEND_BUFFER = 64 * 1024
-CLOSE_GRACE = 10.0
+CLOSE_GRACE = 30.0
 _encoder = msgspec.json.Encoder()
 
 
@@ -199,7 +199,7 @@ async def _pump(socket: WebSocket[Any, Any, Any], client: FeedClient, hub: Hub) 
         # within the grace period learns why (4008); one that never does is dropped by TCP.
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
             async with asyncio.timeout(CLOSE_GRACE):
-                await socket.close(code=client.closing, reason="client too slow")
+                await socket.close(code=client.closing, reason=CLOSE_REASONS.get(client.closing, ""))
 
 
 UI_DIST = Path(__file__).resolve().parents[2] / "ui" / "dist"
@@ -288,8 +288,11 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
         if link.client is None:  # pragma: no cover - ready implies a client
             return
         js = link.client.jetstream()
-        async with background(views.streams.follow(await topology.streams_kv(js)), "streams"):
-            await views.sessions.follow(await topology.sessions_kv(js))
+        # A bucket re-created behind our back restarts its revisions: clients reconnect for a
+        # fresh snapshot rather than ignore the new, lower revisions.
+        streams = views.streams.follow_forever(js, topology.STREAMS_BUCKET, on_reset=hub.reset)
+        async with background(streams, "streams"):
+            await views.sessions.follow_forever(js, topology.SESSIONS_BUCKET, on_reset=hub.reset)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:

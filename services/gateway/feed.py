@@ -21,7 +21,14 @@ from typing import Final
 import msgspec
 from prometheus_client import Counter, Gauge
 
-from shared.feed import CLOSE_TOO_SLOW, Heartbeat, SessionChanged, StreamChanged, StreamRemoved
+from shared.feed import (
+    CLOSE_RELOADED,
+    CLOSE_TOO_SLOW,
+    Heartbeat,
+    SessionChanged,
+    StreamChanged,
+    StreamRemoved,
+)
 from shared.sessions import SessionEvent, status_of
 from shared.streams import StreamView
 
@@ -140,6 +147,12 @@ class Hub:
     def session_changed(self, event: SessionEvent, revision: int) -> None:
         CHANGES.labels("sessions").inc()
         self.publish(event.session.key, SessionChanged(status=status_of(event, revision)))
+
+    def reset(self) -> None:
+        """Ask every client to reconnect (close 1012) and start from a fresh snapshot."""
+        for client in list(self.clients):
+            client.cut(CLOSE_RELOADED)
+            self.leave(client)
 
     def tick(self, now: float) -> None:
         """Cut off clients whose send has been stuck too long; heartbeat the idle ones."""

@@ -153,7 +153,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
             await link.ready.wait()
             if link.client is None:  # pragma: no cover - ready implies a client
                 return
-            await records.follow(await topology.streams_kv(link.client.jetstream()))
+            await records.follow_forever(link.client.jetstream(), topology.STREAMS_BUCKET)
 
         try:
             async with background(follow(), "relay-follow-streams"):

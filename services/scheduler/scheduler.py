@@ -131,3 +131,9 @@ class Scheduler:
             if self.resync_requested.is_set() or self.clock.now() >= resync_at:
                 self.resync_requested.clear()
                 await self.sync()
+                if self.publisher is not None:
+                    # The KV is the truth (it may have been lost and re-created behind our
+                    # back): what is missing there is published and recorded again (the
+                    # stream's dedup keeps SESSIONS free of repeats).
+                    with contextlib.suppress(TimeoutError, NatsError):
+                        self.publisher.state = await read_state(self.kv)

@@ -86,8 +86,11 @@ def test_nats_killed_for_longer_than_the_reconnect_budget_then_restarted(
 
         # The extractor's durable pull consumers, idle through the outage, get new work at once.
         go_live(system.servers, "2099.outage.race")
-        wait_until(lambda: healthy(system.servers, "2099.outage.race.*"), 60,
-                   "streams of a session that went live after the restart")
+        try:
+            wait_until(lambda: healthy(system.servers, "2099.outage.race.*"), 60,
+                       "streams of a session that went live after the restart")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{system.tails()}") from None
     finally:
         system.stop()
 

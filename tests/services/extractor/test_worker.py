@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from services.extractor import worker
-from shared.sessions import Phase
+from shared.sessions import Phase, Session, SessionKind
 from shared.streams import Health, StreamRecord
 
 NOW = datetime(2026, 5, 3, 20, 0, tzinfo=UTC)
@@ -69,3 +69,18 @@ def test_a_source_that_never_worked_is_dead_lettered_after_the_last_attempt() ->
     assert last.stop
     assert last.dead_letter is not None
     assert "no playlist" in last.dead_letter
+
+
+def test_a_session_is_over_only_after_its_end_and_the_grace() -> None:
+    start = datetime(2026, 5, 24, 13, tzinfo=UTC)
+    race = Session(key="2026.monaco.race", season=2026, round=8, event="Monaco",
+                   kind=SessionKind.RACE, name="Race", start=start, end=start + timedelta(hours=2))
+    assert not worker.is_over(race, start + timedelta(hours=2, minutes=10), grace=900)
+    assert worker.is_over(race, start + timedelta(hours=2, minutes=16), grace=900)
+    open_ended = Session(key="2026.monaco.race", season=2026, round=8, event="Monaco",
+                         kind=SessionKind.RACE, name="Race", start=start)
+    assert not worker.is_over(open_ended, start + timedelta(hours=3), grace=0)
+    assert worker.is_over(open_ended, start + timedelta(hours=3, seconds=1), grace=0)
+    tbc = Session(key="2026.monaco.race", season=2026, round=8, event="Monaco",
+                  kind=SessionKind.RACE, name="Race")
+    assert not worker.is_over(tbc, start + timedelta(days=300), grace=0)

@@ -11,6 +11,7 @@ const CLOSE_REASONS = {
   4003: "the gateway refused this page (origin or token)",
   4008: "the connection fell behind",
   1013: "the gateway is full; trying again",
+  1012: "the gateway reloaded its data",
 };
 
 const TOKEN_KEY = "slipstream.token";
@@ -104,6 +105,7 @@ export function createFeed(url) {
       if (stopped) return;
       detail = CLOSE_REASONS[event.code] ?? (status === "live" ? "the connection was lost" : "the gateway cannot be reached");
       if (opened) {
+        if (event.code === 1012) attempts = 0; // asked to come back for a fresh snapshot: at once
         retry();
         return;
       }
