@@ -96,11 +96,14 @@ async def test_master_and_media_playlists_are_relayed_without_upstream_details(s
 
 
 async def test_links_are_checked(setup: Setup) -> None:
-    """Forged 403, expired 410, unknown stream 404, a resource never named by a playlist 404."""
+    """Forged 403, expired 410, unknown stream 404, a resource never named by a playlist 404;
+    a link signed for one stream replayed for another is refused before any upstream request."""
     good = setup.url("plain")
     forged = good.replace("/plain/", "/secure/")
+    setup.origin.hits.clear()
     assert (await http_get(forged)).status_code == 403
     assert (await http_get(setup.url("plain", ttl=-5))).status_code == 410
+    assert setup.origin.hits == {}  # refused before the origin was asked anything
     assert (await http_get(setup.url("nope"))).status_code == 404
     prefix = good.rsplit("/", 1)[0]
     assert (await http_get(f"{prefix}/m/AAAAAAAAAAAA.ts")).status_code == 404
