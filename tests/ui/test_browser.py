@@ -27,7 +27,7 @@ from shared import topology
 from shared.sessions import Live, Session, SessionKind
 from shared.settings import load_settings
 from tests.conftest import free_ports
-from tests.procs import ROOT, Proc, base_env, children_of, module
+from tests.procs import ROOT, Proc, base_env, children_of, module, status, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -233,4 +233,21 @@ def test_a_gateway_with_a_token_asks_for_it_once(
     assert token in page.get_by_role("link", name="M3U of live streams").get_attribute("href")
     page.reload()  # kept by the browser: no second prompt
     expect(page.locator("[data-connection=live]")).to_be_visible(timeout=15_000)
+    page.close()
+
+
+def test_a_player_keeps_playing_through_a_relay_restart(system: System, browser: Browser) -> None:
+    """The relay is SIGKILLed under a playing video; `slipstream up` restarts it and the player
+    re-fetches by itself: the video's time keeps moving on well past the crash."""
+    page = browser.new_page(viewport=DESKTOP)  # type: ignore[arg-type]
+    page.goto(system.gateway + "/")
+    page.locator("[data-live-session$='.demo.sprint']").click()
+    page.wait_for_function("document.querySelector('video')?.currentTime > 1", timeout=30_000)
+    relay = next(p for p in children_of(system.proc.popen.pid)
+                 if "services.relay" in Path(f"/proc/{p}/cmdline").read_text())
+    os.kill(relay, signal.SIGKILL)
+    at_crash = current_times(page)[0]
+    wait_until(lambda: status(f"{system.relay}/readyz") == 200, 60, "relay restarted")
+    page.wait_for_function(f"document.querySelector('video').currentTime > {at_crash + 8}",
+                           timeout=60_000)
     page.close()
