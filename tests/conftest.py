@@ -78,12 +78,12 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
         await client.drain()
 
 
-def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a private redis-server on a free loopback port; return it and its URL."""
+def start_redis(folder: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a private redis-server on a free loopback port (or ``port``); return it and its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed: run `make test`, which installs it")
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -94,6 +94,8 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
                 break
         except OSError:
             time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.fail(f"redis-server exited with status {proc.returncode} (port {port}, dir {folder})")
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
