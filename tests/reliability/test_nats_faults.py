@@ -137,3 +137,50 @@ async def test_two_compare_and_set_writers_never_lose_an_update(nc: Client, nats
         assert (await kv.get("2026.monaco.race.counter")).value == b"200"
     finally:
         await other.drain()
+
+
+async def test_nats_killed_mid_publish_loses_no_acked_event_and_stores_retries_once(
+        node: EmbeddedNats) -> None:
+    """A publisher sends 400 events with message ids, retrying each until it is acknowledged
+    (what the scheduler does); NATS is SIGKILLed and restarted on its store in the middle.
+    Every acknowledged event is there afterwards, and each event is stored exactly once."""
+    nc = await nats.connect(node.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    try:
+        js = nc.jetstream(timeout=2)
+        await topology.apply(js)
+        acked: set[int] = set()
+        retries = 0
+
+        async def publish_all() -> None:
+            nonlocal retries
+            for i in range(400):
+                while True:
+                    try:
+                        await js.publish(f"sessions.2026.monaco.race.e{i}", b"{}",
+                                         headers={"Nats-Msg-Id": f"event-{i}"})
+                        acked.add(i)
+                        break
+                    except (nats.errors.Error, TimeoutError):
+                        retries += 1  # no ack: maybe stored, maybe not; the same id again
+                        await asyncio.sleep(0.1)
+
+        publishing = asyncio.create_task(publish_all())
+        while len(acked) < 150:
+            await asyncio.sleep(0.005)
+        await asyncio.to_thread(node.kill)  # SIGKILL in the middle of the stream of publishes
+        at_kill = len(acked)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(node.start)
+        await asyncio.wait_for(publishing, 120)
+        assert at_kill < 400  # the kill came while publishing went on (some timed out and were
+        # retried, others waited in the client's reconnect buffer: both must end stored once)
+
+        info = await js.stream_info(topology.SESSIONS_STREAM)
+        ids = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(topology.SESSIONS_STREAM, seq)
+            ids.append((msg.headers or {})["Nats-Msg-Id"])
+        assert len(ids) == len(set(ids)) == 400  # each exactly once
+        assert {f"event-{i}" for i in acked} <= set(ids)
+    finally:
+        await nc.close()
