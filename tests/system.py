@@ -9,6 +9,7 @@ import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import nats
 
@@ -86,6 +87,16 @@ async def _records(servers: list[str], pattern: str) -> dict[str, tuple[Health, 
         return found
     finally:
         await nc.close()
+
+
+async def stored_events(js: Any) -> set[tuple[str, str | None]]:
+    """Every message of SESSIONS as (subject, Nats-Msg-Id)."""
+    info = await js.stream_info(topology.SESSIONS_STREAM)
+    events = set()
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(topology.SESSIONS_STREAM, seq)
+        events.add((msg.subject, (msg.headers or {}).get("Nats-Msg-Id")))
+    return events
 
 
 def records(servers: list[str], pattern: str = "*.demo.sprint.*") -> dict[str, tuple[Health, int]]:

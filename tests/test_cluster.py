@@ -30,6 +30,7 @@ from shared.relay_urls import Signer, load_secret
 from shared.streams import Health, StreamRecord
 from tests.conftest import free_ports
 from tests.procs import Proc, base_env, module, status, wait_until
+from tests.system import stored_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -71,10 +72,7 @@ async def _snapshot(servers: list[str]) -> dict[str, object]:
     try:
         js = nc.jetstream()
         sessions = await js.stream_info(topology.SESSIONS_STREAM)
-        events = set()
-        for seq in range(sessions.state.first_seq, sessions.state.last_seq + 1):
-            msg = await js.get_msg(topology.SESSIONS_STREAM, seq)
-            events.add((msg.subject, (msg.headers or {}).get("Nats-Msg-Id")))
+        events = await stored_events(js)
         jobs = await js.stream_info(topology.JOBS_STREAM, subjects_filter=">")
         kv = await topology.streams_kv(js)
         records = {}

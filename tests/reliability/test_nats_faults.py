@@ -19,7 +19,7 @@ from shared import topology
 from shared.natsserver import EmbeddedNats
 from tests.conftest import free_port
 from tests.procs import status, wait_until
-from tests.system import System, go_live, healthy, records
+from tests.system import System, go_live, healthy, records, stored_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -40,11 +40,7 @@ async def _stored(servers: list[str]) -> tuple[set[tuple[str, str | None]], dict
     nc = await nats.connect(servers, connect_timeout=2)
     try:
         js = nc.jetstream()
-        info = await js.stream_info(topology.SESSIONS_STREAM)
-        events = set()
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(topology.SESSIONS_STREAM, seq)
-            events.add((msg.subject, (msg.headers or {}).get("Nats-Msg-Id")))
+        events = await stored_events(js)
         kv = await topology.sessions_kv(js)
         values = {key: (await kv.get(key)).value or b"" for key in await kv.keys()}
         return events, values
