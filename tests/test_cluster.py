@@ -88,7 +88,16 @@ async def _snapshot(servers: list[str]) -> dict[str, object]:
 
 
 def snapshot(servers: list[str]) -> dict[str, object]:
-    return asyncio.run(_snapshot(servers))
+    """The snapshot, retried while the cluster elects new stream leaders (requests time out
+    meanwhile)."""
+    deadline = time.monotonic() + 45
+    while True:
+        try:
+            return asyncio.run(_snapshot(servers))
+        except (nats.errors.Error, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def test_a_nats_node_and_an_extractor_die_mid_session(cluster: list[EmbeddedNats],
@@ -193,7 +202,8 @@ def test_a_nats_node_and_an_extractor_die_mid_session(cluster: list[EmbeddedNats
         assert after["jobs"] == jobs  # the same jobs, still each once
         assert after["leader"] != leader
         assert procs["extractor-b"].popen.poll() is None
-        assert status(f"http://127.0.0.1:{ext_b}/readyz") == 200
+        # ready (its checks ask NATS, which may still be electing leaders for a few seconds)
+        wait_until(lambda: status(f"http://127.0.0.1:{ext_b}/readyz") == 200, 30, "extractor ready")
     finally:
         for proc in procs.values():
             if proc.popen.poll() is None:
