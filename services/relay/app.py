@@ -136,6 +136,12 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     upstream = Upstream(http, policy, cache_bytes=settings.relay.cache_bytes, shared=shared)
     relay = Relay(Signer(load_secret(settings.relay.secret, settings.data_path)), records, upstream,
                   redirect_public=settings.relay.redirect_public_segments)
+
+    def stream_changed(key: str, record: StreamRecord | None, revision: int) -> None:
+        if record is None:
+            relay.forget(key)
+
+    records.on_change = stream_changed
     readiness = readiness_for(link)
 
     async def synced() -> str | None:

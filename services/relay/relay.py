@@ -80,6 +80,17 @@ class Relay:
         self.continuity: dict[tuple[str, str], tuple[str, Shift, Position]] = {}
         self._rebuilds: dict[str, asyncio.Task[None]] = {}
 
+    def forget(self, key: str) -> None:
+        """Drop everything learned about a removed stream, so memory follows the streams that
+        exist (a re-created stream is learned again from its playlists)."""
+        self.refs.pop(key, None)
+        self._paths.pop(key, None)
+        self.slots.pop(key, None)
+        for pair in [p for p in self.orders if p[0] == key]:
+            del self.orders[pair]
+        for pair in [p for p in self.continuity if p[0] == key]:
+            del self.continuity[pair]
+
     async def authorise(self, session: str, stream_id: str, token: str) -> Target:
         try:
             check_session_key(session)

@@ -41,9 +41,11 @@ def record(stream_id: str, url: str, **kw: Any) -> StreamRecord:
 
 
 class Setup:
-    def __init__(self, settings: Settings, relay: str, origin: Counting, demo: str) -> None:
+    def __init__(self, settings: Settings, relay: str, origin: Counting, demo: str,
+                 state: Any = None) -> None:
         self.settings = settings
         self.relay = relay
+        self.state = state
         self.origin = origin
         self.demo = demo
         self.signer = Signer(load_secret(None, settings.data_path))
@@ -65,8 +67,9 @@ async def setup(nc: Client, nats_url: str, serve: Callable[[Any], str],
     await kv.put(subjects.stream_key(SESSION, "secure"), encode(record(
         "secure", f"{demo}/secure/master.m3u8", headers={"Referer": f"{demo}/embed/player"},
         cookies={"demo_session": "c00kie"})))
-    relay = serve(create_app(settings, [nats_url]))
-    return Setup(settings, relay, origin, demo)
+    app = create_app(settings, [nats_url])
+    relay = serve(app)
+    return Setup(settings, relay, origin, demo, app.state.relay)
 
 
 async def http_get(url: str) -> httpx.Response:
@@ -179,9 +182,15 @@ async def test_html_served_as_a_playlist_is_a_502(nc: Client, nats_url: str,
 
 
 async def test_a_removed_stream_answers_gone(setup: Setup, nc: Client) -> None:
-    """When the extractor removes a stream, its viewers get 410."""
+    """When the extractor removes a stream, its viewers get 410, and the relay forgets what
+    it had learned about it (its memory follows the streams that exist)."""
     url = setup.url("plain")
-    assert (await http_get(url)).status_code == 200
+    master = await http_get(url)
+    assert master.status_code == 200
+    assert (await http_get(setup.relay + m3u8.loads(master.text).playlists[0].uri)).status_code == 200
+    key = subjects.stream_key(SESSION, "plain")
+    assert setup.state.refs.get(key)
+    assert any(k == key for k, _ in setup.state.continuity)
     kv = await topology.streams_kv(nc.jetstream())
     await kv.delete(subjects.stream_key(SESSION, "plain"))
     for _ in range(50):
@@ -189,6 +198,9 @@ async def test_a_removed_stream_answers_gone(setup: Setup, nc: Client) -> None:
             break
         await asyncio.sleep(0.05)
     assert (await http_get(url)).status_code == 410
+    assert key not in setup.state.refs
+    assert not [k for k, _ in setup.state.continuity if k == key]
+    assert not [k for k, _ in setup.state.orders if k == key]
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is installed by make test")
