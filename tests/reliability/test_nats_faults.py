@@ -145,10 +145,8 @@ async def test_nats_killed_mid_publish_loses_no_acked_event_and_stores_retries_o
         js = nc.jetstream(timeout=2)
         await topology.apply(js)
         acked: set[int] = set()
-        retries = 0
 
         async def publish_all() -> None:
-            nonlocal retries
             for i in range(400):
                 while True:
                     try:
@@ -157,7 +155,7 @@ async def test_nats_killed_mid_publish_loses_no_acked_event_and_stores_retries_o
                         acked.add(i)
                         break
                     except (nats.errors.Error, TimeoutError):
-                        retries += 1  # no ack: maybe stored, maybe not; the same id again
+                        # no ack: maybe stored, maybe not; the same id again
                         await asyncio.sleep(0.1)
 
         publishing = asyncio.create_task(publish_all())
