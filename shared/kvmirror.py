@@ -5,15 +5,25 @@ Values are decoded into a contract type; undecodable values are logged and skipp
 are remembered as gone; revisions only ever move forward (a stale revision is ignored).
 
 :meth:`KvMirror.follow_forever` also survives the bucket being deleted or re-created behind the
-system's back: the mirror empties at once (nobody is served stale values), starts over with the
-new bucket's revisions, and tells its owner (``on_reset``).
+system's back, and through its stream being purged (which no watcher hears about: it is seen as
+fewer messages in the stream than live keys in the mirror): the mirror empties at once (nobody is
+served stale values), starts over with the bucket's current revisions, and tells its owner
+(``on_reset``).
+
+A mirror made with ``keep_lost`` also remembers, for that many seconds, the values that vanished
+behind the system's back (a ``PURGE`` rather than a ``DEL``, a lost or purged bucket) so its owner
+can show them as "being re-resolved" rather than as gone; a new value or a ``DEL`` for the key
+ends that at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from nats.errors import Error as NatsError
@@ -29,14 +39,26 @@ log = logs.get(__name__)
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Lost(Generic[T]):
+    """A value that vanished behind the system's back: its last value, the revision at which it
+    vanished (0 when the whole bucket did) and when (``time.monotonic()``)."""
+
+    value: T
+    revision: int
+    at: float
+
+
 class KvMirror(Generic[T]):
     """``values[key] = (value, revision)`` for every key of a bucket (matching ``pattern``)."""
 
     def __init__(self, type_: type[T], *, on_change: Callable[[str, T | None, int], None]
-                 | None = None) -> None:
+                 | None = None, keep_lost: float = 0.0) -> None:
         self.type = type_
         self.values: dict[str, tuple[T, int]] = {}
         self.gone: set[str] = set()
+        self.lost: dict[str, Lost[T]] = {}
+        self.keep_lost = keep_lost
         self.revision = 0
         self.synced = asyncio.Event()
         self.on_change = on_change
@@ -45,13 +67,22 @@ class KvMirror(Generic[T]):
         found = self.values.get(key)
         return found[0] if found else None
 
-    def apply(self, key: str, raw: bytes | None, revision: int, deleted: bool) -> None:
-        """Apply one change (public so tests can drive the mirror without a bucket)."""
+    def apply(self, key: str, raw: bytes | None, revision: int, deleted: bool, *,
+              purged: bool = False) -> None:
+        """Apply one change (public so tests can drive the mirror without a bucket).
+
+        ``purged``: the key was purged (a ``PURGE``, which Slipstream never does itself) rather
+        than deleted: its value is remembered as lost when the mirror keeps lost values."""
         if revision and revision <= self.revision:
             return
         self.revision = max(self.revision, revision)
         if deleted or raw is None:
-            if self.values.pop(key, None) is not None:
+            old = self.values.pop(key, None)
+            if purged and old is not None and self.keep_lost:
+                self.lost[key] = Lost(old[0], revision, time.monotonic())
+            elif not purged:
+                self.lost.pop(key, None)
+            if old is not None:
                 self.gone.add(key)
                 if self.on_change:
                     self.on_change(key, None, revision)
@@ -63,6 +94,7 @@ class KvMirror(Generic[T]):
             return
         self.values[key] = (value, revision)
         self.gone.discard(key)
+        self.lost.pop(key, None)
         if self.on_change:
             self.on_change(key, value, revision)
 
@@ -75,25 +107,40 @@ class KvMirror(Generic[T]):
                     self.synced.set()
                     continue
                 self.apply(entry.key, entry.value, entry.revision or 0,
-                           entry.operation in ("DEL", "PURGE"))
+                           entry.operation in ("DEL", "PURGE"), purged=entry.operation == "PURGE")
         finally:
             with contextlib.suppress(NatsError, OSError, TimeoutError):
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
     def start_over(self) -> None:
-        """Forget everything (the bucket is gone or new): every key is reported removed."""
+        """Forget everything (the bucket is gone, new or purged): every key is reported removed
+        (and remembered as lost, at revision 0, when the mirror keeps lost values)."""
         values, self.values = self.values, {}
         self.revision = 0
+        now = time.monotonic()
+        if self.keep_lost:
+            for key, lost in self.lost.items():
+                self.lost[key] = Lost(lost.value, 0, lost.at)
+            self.lost.update({key: Lost(value, 0, now) for key, (value, _) in values.items()})
         for key in values:
             self.gone.add(key)
             if self.on_change:
                 self.on_change(key, None, 0)
 
+    def expire_lost(self, now: float) -> list[tuple[str, Lost[T]]]:
+        """Stop remembering lost values older than ``keep_lost`` seconds; return them."""
+        expired = [(key, lost) for key, lost in self.lost.items()
+                   if now - lost.at >= self.keep_lost]
+        for key, _ in expired:
+            del self.lost[key]
+        return expired
+
     async def follow_forever(self, js: JetStreamContext, bucket: str, *, pattern: str = ">",
                              check: float = 2.0, on_reset: Callable[[], None] | None = None) -> None:
-        """Follow ``bucket`` until cancelled, through its deletion and re-creation."""
+        """Follow ``bucket`` until cancelled, through its deletion, re-creation and purge."""
         stream = f"KV_{bucket}"
         followed_once, forgotten = False, False
+        followed: datetime | None = None  # the creation time of the bucket last followed
         while True:
             try:
                 kv = await js.key_value(bucket)
@@ -108,20 +155,42 @@ class KvMirror(Generic[T]):
             except (NatsError, TimeoutError):
                 await asyncio.sleep(check)
                 continue
-            if followed_once and not forgotten:
+            if followed_once and created != followed and not forgotten:
                 log.warning("KV bucket re-created; following it afresh", bucket=bucket)
                 self._reset(on_reset)
-            followed_once, forgotten = True, False
-            async with background(self.follow(kv, pattern), f"kv-follow-{bucket}") as following:
-                while not following.done():
-                    await asyncio.sleep(check)
-                    try:
-                        if (await js.stream_info(stream)).created != created:
-                            break
-                    except NotFoundError:
-                        break
-                    except (NatsError, TimeoutError):
-                        continue
+            followed_once, followed, forgotten = True, created, False
+            if await self._follow_while_intact(js, kv, stream, created=created,
+                                               pattern=pattern, check=check):
+                log.warning("KV bucket emptied behind our back; following it afresh",
+                            bucket=bucket)
+                self._reset(on_reset)
+
+    async def _follow_while_intact(self, js: JetStreamContext, kv: KeyValue, stream: str, *,
+                                   created: datetime | None, pattern: str, check: float) -> bool:
+        """Follow ``kv`` until it is re-created or gone (False) or found purged (True).
+
+        Every live key has at least its latest message in the stream, so fewer messages than
+        live keys means messages vanished without a watcher hearing: checked twice in a row,
+        since a change can be in the stream a moment before the mirror applies it."""
+        suspect = False
+        async with background(self.follow(kv, pattern), f"kv-follow-{stream}") as following:
+            while not following.done():
+                await asyncio.sleep(check)
+                try:
+                    info = await js.stream_info(stream)
+                except NotFoundError:
+                    return False
+                except (NatsError, TimeoutError):
+                    continue
+                if info.created != created:
+                    return False
+                if (info.state.messages or 0) < len(self.values):
+                    if suspect:
+                        return True
+                    suspect = True
+                else:
+                    suspect = False
+        return False
 
     def _reset(self, on_reset: Callable[[], None] | None) -> None:
         self.start_over()

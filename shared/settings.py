@@ -181,6 +181,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     #: Seconds between pings to each WebSocket client; one that has not answered by the next
     #: ping is dropped.
     ping_interval: Seconds = 20.0
+    #: Seconds a stream lost behind the system's back (its KV bucket deleted or purged) is shown
+    #: as being re-resolved, without a playback URL, before it is taken as gone.
+    reresolve_window: Seconds = 180.0
     #: Folder of the built web UI; the checkout's ``ui/dist`` when not set.
     ui_dir: str | None = None
     #: When set, the feed, the REST API and the exports need it: ``Authorization: Bearer`` or

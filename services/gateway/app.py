@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import hmac
 import html
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from litestar.static_files import create_static_files_router
 import shared
 from services.gateway.feed import FeedClient, Hub, stream_key_parts
 from services.gateway.views import Views, ics, m3u
-from shared import topology
+from shared import logs, topology
 from shared.feed import CLOSE_REASONS, CLOSE_TRY_LATER, Snapshot
 from shared.health import ROUTES, ReadyReport
 from shared.kvmirror import KvMirror
@@ -40,6 +41,7 @@ from shared.subjects import InvalidTokenError, check_session_key
 from shared.tasks import background
 
 SERVICE = "gateway"
+log = logs.get(__name__)
 
 
 class SessionDetail(SessionStatus, frozen=True, kw_only=True):
@@ -259,21 +261,32 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     link = NatsLink(servers, SERVICE, settings)
     ui = Path(settings.gateway.ui_dir).expanduser() if settings.gateway.ui_dir else UI_DIST
     hub = Hub()
-    views = Views(sessions=KvMirror(SessionEvent), streams=KvMirror(StreamRecord),  # type: ignore[arg-type]
+    views = Views(sessions=KvMirror(SessionEvent),  # type: ignore[arg-type]
+                  streams=KvMirror(StreamRecord, keep_lost=settings.gateway.reresolve_window),
                   signer=Signer(load_secret(settings.relay.secret, settings.data_path)),
                   relay_url=settings.relay_public_url, url_ttl=settings.relay.url_ttl)
 
     def stream_changed(key: str, record: StreamRecord | None, revision: int) -> None:
         session_key, stream_id = stream_key_parts(key)
-        hub.stream_changed(views.view(record, revision) if record else None, session_key,
-                           stream_id, revision)
+        lost = views.streams.lost.get(key) if record is None else None
+        view = (views.view(record, revision) if record else
+                views.reresolving(lost) if lost else None)
+        hub.stream_changed(view, session_key, stream_id, revision)
+
+    async def expire_reresolving() -> None:
+        """Streams not re-resolved within the window are gone after all: say so."""
+        while True:
+            await asyncio.sleep(min(5.0, settings.gateway.reresolve_window / 4))
+            for key, lost in views.streams.expire_lost(time.monotonic()):
+                log.warning("stream not re-resolved in time; taken as gone", stream=key)
+                hub.stream_changed(None, *stream_key_parts(key), lost.revision)
 
     def session_changed(key: str, event: SessionEvent | None, revision: int) -> None:
         if event is not None:
             hub.session_changed(event, revision)
 
     views.streams.on_change = stream_changed
-    views.sessions.on_change = session_changed  # type: ignore[assignment]
+    views.sessions.on_change = session_changed
     readiness = readiness_for(link)
 
     async def synced() -> str | None:
@@ -298,7 +311,8 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     async def lifespan(_: Any) -> AsyncIterator[None]:
         link.start()
         try:
-            async with background(follow(), "gateway-follow"), background(hub.run(), "feed-tick"):
+            async with (background(follow(), "gateway-follow"), background(hub.run(), "feed-tick"),
+                        background(expire_reresolving(), "reresolving-expiry")):
                 yield
         finally:
             await link.close()

@@ -8,13 +8,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.kvmirror import KvMirror
+import msgspec
+
+from shared.kvmirror import KvMirror, Lost
 from shared.relay_urls import Signer
 from shared.sessions import Phase, SessionEvent, SessionStatus, status_of
 from shared.streams import Health, StreamRecord, StreamView, public_view
 
 _FAR = datetime.max.replace(tzinfo=UTC)
 PLAYABLE = frozenset({Health.OK, Health.DEGRADED})
+#: The health detail of a stream lost behind the system's back (its bucket deleted or purged),
+#: shown without a playback URL for ``gateway.reresolve_window`` seconds or until it is back.
+RERESOLVING = "re-resolving: the stream registry lost this stream"
 
 
 @dataclass
@@ -41,10 +46,19 @@ class Views:
         url = self.signer.master_url(self.relay_url, record.session, record.id, self.url_ttl)
         return public_view(record, playback_url=url, revision=revision)
 
+    @staticmethod
+    def reresolving(lost: Lost[StreamRecord]) -> StreamView:
+        """A stream being re-resolved: shown as resolving, with no playback URL (the old one
+        may point at a source that is no longer what the registry says)."""
+        view = public_view(lost.value, playback_url="", revision=lost.revision)
+        return msgspec.structs.replace(view, health=Health.RESOLVING, health_detail=RERESOLVING)
+
     def stream_views(self, session: str | None = None) -> list[StreamView]:
         views = [self.view(record, revision)
                  for key, (record, revision) in self.streams.values.items()
                  if session is None or key.startswith(f"{session}.")]
+        views += [self.reresolving(lost) for key, lost in self.streams.lost.items()
+                  if session is None or key.startswith(f"{session}.")]
         return sorted(views, key=lambda v: (v.session, v.health is not Health.OK, v.source))
 
     def live(self) -> list[SessionStatus]:

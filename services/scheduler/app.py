@@ -15,7 +15,10 @@ from services.scheduler.sources import CalendarSource, FastF1Source, FileSource,
 from shared import bus, subjects, topology
 from shared.calendar import last_good_path
 from shared.health import Readiness
+from shared.kvmirror import KvMirror
+from shared.sessions import SessionEvent
 from shared.settings import Settings
+from shared.tasks import background
 from shared.times import Clock, SystemClock
 
 SERVICE = "scheduler"
@@ -85,5 +88,17 @@ class SchedulerApp:
         """The scheduler loop, started once NATS and the topology are ready."""
         self.scheduler = await create_scheduler(self.settings, nc)
         await self.scheduler.start()
-        await self.scheduler.run(stop)
+        lost = self.scheduler.state_lost
+
+        def changed(_: str, event: SessionEvent | None, __: int) -> None:
+            if event is None:  # the scheduler never removes a session: someone else did
+                lost.set()
+
+        # Our own bucket, watched: a key deleted or purged, or the bucket emptied or re-created
+        # behind our back, is recorded again at once rather than at the next daily resync.
+        watch = KvMirror(SessionEvent, on_change=changed)  # type: ignore[arg-type]
+        following = watch.follow_forever(nc.jetstream(), topology.SESSIONS_BUCKET,
+                                         on_reset=lost.set)
+        async with background(following, "sessions-watch"):
+            await self.scheduler.run(stop)
 

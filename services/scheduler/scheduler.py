@@ -51,6 +51,9 @@ class Scheduler:
         self.synced_at: datetime | None = None
         self.publisher: Publisher | None = None
         self.resync_requested = asyncio.Event()
+        #: Set when session states vanished from the KV behind our back (a key deleted or
+        #: purged, the bucket emptied or re-created): they are re-read and recorded again.
+        self.state_lost = asyncio.Event()
 
     async def start(self) -> None:
         """Read the recorded state and the calendar (or the last good one)."""
@@ -120,7 +123,8 @@ class Scheduler:
             wake = min(filter(None, (next_at, resync_at)))
             delay = min(max((wake - now).total_seconds(), 0.0), MAX_SLEEP)
             waiters = {asyncio.ensure_future(stop.wait()),
-                       asyncio.ensure_future(self.resync_requested.wait())}
+                       asyncio.ensure_future(self.resync_requested.wait()),
+                       asyncio.ensure_future(self.state_lost.wait())}
             try:
                 await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -128,6 +132,11 @@ class Scheduler:
                     w.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await w
+            if self.state_lost.is_set() and self.publisher is not None:
+                self.state_lost.clear()
+                log.warning("session states vanished from the KV; recording them again")
+                with contextlib.suppress(TimeoutError, NatsError):
+                    self.publisher.state = await read_state(self.kv)
             if self.resync_requested.is_set() or self.clock.now() >= resync_at:
                 self.resync_requested.clear()
                 await self.sync()

@@ -1,6 +1,7 @@
 """The KV buckets lost behind the system's back, with every service running as a process: the
-`streams` and `sessions` buckets deleted, then the `streams` bucket emptied. Nobody serves the
-old records in the meantime: the gateway forgets them at once and asks its WebSocket clients to
+`streams` and `sessions` buckets deleted, then the `streams` bucket emptied key by key, then
+both buckets' streams purged. Nobody serves the old records in the meantime: the gateway forgets
+their URLs at once, shows the streams as being re-resolved, and asks its WebSocket clients to
 reconnect (1012). The buckets are re-created, the scheduler rebuilds `sessions` from the
 calendar, the extractor re-resolves every stream, and playback works again."""
 
@@ -46,6 +47,16 @@ async def _empty_streams(url: str) -> int:
         for key in keys:
             await kv.purge(key)
         return len(keys)
+    finally:
+        await nc.drain()
+
+
+async def _purge_both(url: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await js.purge_stream(f"KV_{topology.SESSIONS_BUCKET}")
+        await js.purge_stream(f"KV_{topology.STREAMS_BUCKET}")
     finally:
         await nc.drain()
 
@@ -103,9 +114,12 @@ def test_lost_buckets_are_rebuilt_and_nobody_serves_stale_streams(tmp_path: Path
             return await watching
 
         assert asyncio.run(delete_while_watching()) == CLOSE_RELOADED
-        # Forgotten at once: the gateway serves none of the old records while they are rebuilt.
+        # Forgotten at once: the gateway serves none of the old URLs while they are rebuilt; the
+        # streams it knew are shown as being re-resolved (no URL) until they are back.
         views = httpx.get(system.url("gateway", "/api/streams"), timeout=5).json()
         assert not {v["playback_url"] for v in views} & before
+        assert len([v for v in views if ".demo.sprint" in v["session"]]) == 3
+        assert all(v["health"] != "resolving" or v["playback_url"] == "" for v in views)
         try:
             wait_until(lambda: asyncio.run(_sprint_live(node.url)), 60,
                        "the sessions bucket rebuilt by the scheduler")
@@ -118,6 +132,12 @@ def test_lost_buckets_are_rebuilt_and_nobody_serves_stale_streams(tmp_path: Path
             wait_until(lambda: healthy(system.servers), 90, "streams re-resolved after purge")
             assert time.monotonic() - started < 90
             wait_until(lambda: playable(system), 60, "playable again after the purge")
+
+            # Both buckets' streams purged: no watcher hears that; every service notices.
+            asyncio.run(_purge_both(node.url))
+            wait_until(lambda: asyncio.run(_sprint_live(node.url)), 30, "sessions recorded again")
+            wait_until(lambda: healthy(system.servers), 90, "streams re-resolved after the purge")
+            wait_until(lambda: playable(system), 60, "playable after both streams were purged")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{system.tails()}") from None
         readiness = [json.loads(httpx.get(system.url(n, "/readyz")).text)["ready"]

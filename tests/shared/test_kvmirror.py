@@ -4,6 +4,7 @@ it follows a real bucket on a real nats-server."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from nats.aio.client import Client
@@ -59,6 +60,74 @@ async def test_it_follows_a_real_bucket(nc: Client) -> None:
                 break
             await asyncio.sleep(0.02)
         assert mirror.get("2026.monaco.race.a") is None
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+
+
+def test_purged_values_are_remembered_as_lost_until_replaced_deleted_or_expired() -> None:
+    mirror = KvMirror(StreamRecord, keep_lost=60)
+    mirror.apply("a", encode(record("a1")), 1, deleted=False)
+    mirror.apply("b", encode(record("b1")), 2, deleted=False)
+    mirror.apply("c", encode(record("c1")), 3, deleted=False)
+    mirror.apply("a", None, 4, deleted=True, purged=True)  # behind the system's back
+    mirror.apply("b", None, 5, deleted=True)  # a real removal
+    assert set(mirror.lost) == {"a"}
+    assert (mirror.lost["a"].value.title, mirror.lost["a"].revision) == ("a1", 4)
+    mirror.apply("a", encode(record("a2")), 6, deleted=False)  # re-resolved
+    assert not mirror.lost
+    mirror.start_over()  # the whole bucket lost: everything is lost, at revision 0
+    assert {k: (v.value.title, v.revision) for k, v in mirror.lost.items()} == {
+        "a": ("a2", 0), "c": ("c1", 0)}
+    assert mirror.expire_lost(mirror.lost["a"].at + 59) == []
+    assert sorted(k for k, _ in mirror.expire_lost(mirror.lost["a"].at + 60)) == ["a", "c"]
+    assert not mirror.lost
+    plain = KvMirror(StreamRecord)  # keeps nothing unless asked
+    plain.apply("a", encode(record("a1")), 1, deleted=False)
+    plain.apply("a", None, 2, deleted=True, purged=True)
+    plain.start_over()
+    assert not plain.lost
+
+
+async def _until(check: Callable[[], bool], what: str, seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_purged_or_re_created_bucket_is_noticed_and_followed_afresh(nc: Client) -> None:
+    """Purging the bucket's stream tells no watcher: the mirror sees fewer messages than live
+    keys, forgets what it had (remembered as lost) and follows what is there now."""
+    js = nc.jetstream()
+    await topology.apply(js)
+    kv = await topology.streams_kv(js)
+    for name in ("a", "b", "c"):
+        await kv.put(f"2026.monaco.race.{name}", encode(record(name)))
+    resets: list[int] = []
+    mirror = KvMirror(StreamRecord, keep_lost=60)
+    following = asyncio.create_task(mirror.follow_forever(
+        js, topology.STREAMS_BUCKET, check=0.1, on_reset=lambda: resets.append(len(mirror.values))))
+    try:
+        await _until(lambda: len(mirror.values) == 3, "the three records")
+        await js.purge_stream("KV_" + topology.STREAMS_BUCKET)
+        await _until(lambda: resets == [0], "the purge noticed")
+        assert set(mirror.lost) == {f"2026.monaco.race.{n}" for n in "abc"}
+        await kv.put("2026.monaco.race.a", encode(record("a again")))
+        await _until(lambda: mirror.get("2026.monaco.race.a") is not None, "the new record")
+        assert set(mirror.lost) == {"2026.monaco.race.b", "2026.monaco.race.c"}
+        await asyncio.sleep(0.5)  # settled: one live key, one message, no further reset
+        assert resets == [0]
+
+        await js.delete_key_value(topology.STREAMS_BUCKET)
+        await topology.apply(js)
+        kv = await topology.streams_kv(js)
+        await kv.put("2026.monaco.race.d", encode(record("d")))
+        await _until(lambda: mirror.get("2026.monaco.race.d") is not None, "the new bucket's record")
+        assert len(resets) == 2
+        assert mirror.get("2026.monaco.race.a") is None
+        assert "2026.monaco.race.a" in mirror.lost
     finally:
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -13,7 +14,8 @@ import nats
 import pytest
 import tomli_w
 
-from shared import subjects
+from shared import subjects, topology
+from shared.kv import keys as kv_keys
 from shared.natsserver import EmbeddedNats
 from tests.conftest import free_port
 from tests.procs import Proc, base_env, module, status, wait_until
@@ -126,3 +128,56 @@ def test_resync_on_request_publishes_a_reschedule(tmp_path: Path, nats_server: E
     moved = [e for _, p, e in events if p == "rescheduled"]
     assert len(moved) == 2
     assert {e.previous_start for e in moved} == set(times.values())  # type: ignore[attr-defined]
+
+
+async def _session_keys(url: str) -> dict[str, tuple[str, int]]:
+    """Each recorded session's phase and KV revision."""
+    nc = await nats.connect(url)
+    try:
+        kv = await topology.sessions_kv(nc.jetstream())
+        entries = [await kv.get(key) for key in await kv_keys(kv, ">")]
+        return {e.key: (json.loads(e.value or b"{}")["phase"], e.revision or 0) for e in entries}
+    finally:
+        await nc.drain()
+
+
+async def _lose_sessions(url: str, how: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        if how == "keys purged":
+            kv = await topology.sessions_kv(js)
+            for key in await kv_keys(kv, ">"):
+                await kv.purge(key)
+        else:
+            await js.purge_stream(f"KV_{topology.SESSIONS_BUCKET}")
+    finally:
+        await nc.drain()
+
+
+def test_session_states_emptied_behind_its_back_are_recorded_again(
+        tmp_path: Path, nats_server: EmbeddedNats) -> None:
+    """The sessions bucket emptied while the bucket itself stays (every key purged, or its
+    stream purged, which no watcher hears about) is rebuilt within seconds, not at the next
+    daily resync; the SESSIONS stream gets no repeats."""
+    calendar = tmp_path / "calendar.toml"
+    near_calendar(calendar, datetime.now(UTC) + timedelta(hours=2))
+    proc, _ = start(nats_server.url, tmp_path, calendar, "one")
+    try:
+        wait_until(lambda: len(asyncio.run(_session_keys(nats_server.url))) == 2, 20, "recorded")
+        before = asyncio.run(_session_keys(nats_server.url))
+        events = len(asyncio.run(collect(nats_server.url)))
+        for how in ("keys purged", "stream purged"):
+            asyncio.run(_lose_sessions(nats_server.url, how))
+
+            def again(old: dict[str, tuple[str, int]] = before) -> bool:
+                now = asyncio.run(_session_keys(nats_server.url))
+                return ({k: v for k, (v, _) in now.items()} == {k: v for k, (v, _) in old.items()}
+                        and all(now[k][1] > old[k][1] for k in old))
+
+            wait_until(again, 20, f"sessions recorded again after {how}")
+            before = asyncio.run(_session_keys(nats_server.url))
+        assert len(asyncio.run(collect(nats_server.url))) == events  # no event published twice
+    finally:
+        assert proc.stop(signal.SIGTERM) == 0, proc.output
+    assert "session states vanished from the KV" in proc.output

@@ -3,7 +3,9 @@
 //
 // Every change carries a KV revision. A message applies only when its revision is above the
 // one last applied for the same key (removals included, as tombstones), so a late or repeated
-// message can never take the UI backwards. A snapshot replaces everything.
+// message can never take the UI backwards. A removal also applies at the revision of the view it
+// removes: the gateway takes a stream it showed as being re-resolved as gone that way, when it
+// does not come back in time (no KV change happened in between). A snapshot replaces everything.
 
 /** @typedef {{sessions: Map<string, any>, streams: Map<string, any>, removed: Map<string, number>, revision: number}} FeedState */
 
@@ -44,7 +46,10 @@ export function apply(state, message) {
     }
     case "stream_removed": {
       const key = streamKey(message.session, message.id);
-      if (!newer(state, key, message.revision, state.streams)) return state;
+      const current = state.streams.get(key);
+      const tombstone = state.removed.get(key);
+      if (current && current.revision > message.revision) return state; // ties: the removal wins
+      if (tombstone !== undefined && tombstone >= message.revision) return state;
       const streams = new Map(state.streams);
       streams.delete(key);
       const removed = new Map(state.removed).set(key, message.revision);
@@ -84,6 +89,19 @@ export function streamsOf(state, sessionKey) {
   return [...state.streams.values()]
     .filter((v) => v.session === sessionKey)
     .sort((a, b) => (rank[a.health] ?? 9) - (rank[b.health] ?? 9) || a.title.localeCompare(b.title));
+}
+
+/**
+ * What to call a stream's state: its health, or "reresolving" when the gateway lost track of
+ * it (its registry was lost behind the system's back) and shows it without a playback URL.
+ */
+export function healthOf(view) {
+  return view.health === "resolving" && !view.playback_url ? "reresolving" : view.health;
+}
+
+/** Whether a stream can be played now. */
+export function playable(view) {
+  return Boolean(view.playback_url) && (view.health === "ok" || view.health === "degraded");
 }
 
 /** Sessions live now. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { apply, emptyState, liveSessions, nextSession, streamsOf } from "./state.js";
+import { apply, emptyState, healthOf, liveSessions, nextSession, playable, streamsOf } from "./state.js";
 
 const session = (key, start, phase = "scheduled", revision = 1) => ({
   session: { key, start, name: key, kind: "race", event: "Monaco", season: 2026, round: 1 },
@@ -37,6 +37,26 @@ test("a removal is a tombstone: an older update cannot bring the stream back", (
   assert.equal(state.streams.size, 0);
   state = apply(state, { type: "stream", stream: stream("a", 9) });
   assert.equal(state.streams.size, 1);
+});
+
+test("a stream being re-resolved has no URL, is not playable, and can be taken as gone", () => {
+  const lost = { ...stream("a", 4, "resolving"), playback_url: "" };
+  let state = apply(emptyState(), { type: "snapshot", revision: 4, streams: [lost], sessions: [] });
+  const view = state.streams.get("2026.monaco.race.a");
+  assert.equal(healthOf(view), "reresolving");
+  assert.equal(playable(view), false);
+  assert.equal(healthOf(stream("b", 1, "resolving")), "resolving");
+  assert.equal(playable(stream("b", 1, "ok")), true);
+  // not re-resolved in time: removed at the revision it was shown with
+  state = apply(state, { type: "stream_removed", session: "2026.monaco.race", id: "a", revision: 4 });
+  assert.equal(state.streams.size, 0);
+  assert.equal(apply(state, { type: "stream_removed", session: "2026.monaco.race", id: "a", revision: 4 }), state);
+  // a removal below the current view's revision is stale
+  state = apply(state, { type: "stream", stream: stream("a", 5) });
+  assert.equal(apply(state, { type: "stream_removed", session: "2026.monaco.race", id: "a", revision: 4 }), state);
+  // re-resolved: the real record replaces it
+  state = apply(state, { type: "stream", stream: stream("a", 6, "ok") });
+  assert.equal(playable(state.streams.get("2026.monaco.race.a")), true);
 });
 
 test("session phases, live now and the next session", () => {
