@@ -78,6 +78,7 @@ class SharedState:
         if self.last_error is not None:
             log.info("redis reachable again")
         self.last_error = None
+        self._down_until = 0.0  # a readiness ping that got through ends the back-off early
 
     async def get(self, key: str) -> bytes | None:
         """A cached value, or ``None`` (missing, expired, oversized, wrong type, Redis away)."""
