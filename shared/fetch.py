@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -22,6 +23,11 @@ REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 #: Headers that may follow a redirect to another origin (nothing that identifies the viewer).
 SAFE_ACROSS_ORIGINS: Final = frozenset({"user-agent", "accept", "accept-language",
                                         "accept-encoding", "range"})
+#: The encodings decoded here, by hand and in bounded steps (httpx would inflate a whole chunk
+#: at once: 64 KB of gzip bomb becomes 64 MB before any size cap can look at it).
+ACCEPT_ENCODING: Final = "gzip, deflate"
+#: Most bytes one inflate step may produce.
+INFLATE_STEP: Final = 64 * 1024
 
 
 class FetchError(Exception):
@@ -94,6 +100,7 @@ async def open_response(client: httpx.AsyncClient, url: httpx.URL, *, policy: Eg
             send = {k: v for k, v in headers.items() if k.lower() in SAFE_ACROSS_ORIGINS}
         elif cookies or jar:
             send["Cookie"] = "; ".join(f"{k}={v}" for k, v in {**cookies, **jar}.items())
+        send.setdefault("Accept-Encoding", ACCEPT_ENCODING)
         request = client.build_request("GET", url, headers=send)
         response = await client.send(request, stream=True)
         jar.update(response.cookies.items())
@@ -119,7 +126,7 @@ async def _fetch(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPol
             raise TooLargeError(f"body of {declared} bytes exceeds {max_bytes}")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in decoded(response):
             size += len(chunk)
             if size > max_bytes:
                 raise TooLargeError(f"body exceeds {max_bytes} bytes")
@@ -128,3 +135,32 @@ async def _fetch(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPol
                        body=b"".join(chunks), elapsed=time.monotonic() - started, cookies=jar)
     finally:
         await response.aclose()
+
+
+async def decoded(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body of ``response``, decoded from its Content-Encoding in steps of at most
+    :data:`INFLATE_STEP` bytes, so a size cap sees every step (no decompression bomb)."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        async for chunk in response.aiter_raw():
+            yield chunk
+        return
+    if encoding in ("gzip", "x-gzip"):
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj(zlib.MAX_WBITS)
+    else:
+        raise FetchError(f"unsupported content encoding {encoding[:40]!r}")
+    try:
+        async for chunk in response.aiter_raw():
+            data = chunk
+            while data and not inflater.eof:
+                out = inflater.decompress(data, INFLATE_STEP)
+                data = inflater.unconsumed_tail
+                if out:
+                    yield out
+        rest = inflater.flush()
+    except zlib.error as exc:
+        raise FetchError(f"body is not valid {encoding}: {exc}") from exc
+    if rest:
+        yield rest
