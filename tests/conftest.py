@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 from litestar import Litestar
@@ -131,6 +132,24 @@ class FakeClock:
 def clock() -> FakeClock:
     """A fake clock at a fixed instant (2026-05-24 13:00:00 UTC)."""
     return FakeClock(datetime(2026, 5, 24, 13, 0, 0, tzinfo=UTC))
+
+
+async def until_ready(base: str, within: float = 20.0) -> None:
+    """Wait until the service at ``base`` answers ``/readyz`` with 200; fail the test if it
+    does not within ``within`` seconds, saying what it answered last."""
+    last = "no answer"
+    async with httpx.AsyncClient(base_url=base, timeout=5) as http:
+        for _ in range(int(within / 0.05)):
+            try:
+                reply = await http.get("/readyz")
+            except httpx.TransportError as exc:
+                last = repr(exc)
+            else:
+                if reply.status_code == 200:
+                    return
+                last = f"{reply.status_code} {reply.text[:300]}"
+            await asyncio.sleep(0.05)
+    pytest.fail(f"{base} not ready within {within} s: {last}")
 
 
 @pytest.fixture

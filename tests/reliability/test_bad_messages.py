@@ -25,7 +25,7 @@ from shared.natsserver import EmbeddedNats
 from shared.sessions import Live, Session, SessionKind
 from shared.settings import load_settings
 from shared.streams import Health, StreamRecord
-from tests.conftest import free_port
+from tests.conftest import free_port, until_ready
 from tests.procs import Proc, base_env, module, status, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -86,11 +86,8 @@ async def test_a_garbage_stream_record_is_skipped_by_the_gateway(
         id="good", session=RACE.key, source_id="good", upstream_url="https://cdn.example.test/a.m3u8",
         resolved_at=datetime.now(UTC), health=Health.OK)))
     base = serve(create_app(load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path)}), [nats_url]))
+    await until_ready(base)
     async with httpx.AsyncClient(base_url=base) as http:
-        for _ in range(100):
-            if (await http.get("/readyz")).status_code == 200:
-                break
-            await asyncio.sleep(0.05)
         got = await http.get("/api/streams")
     assert got.status_code == 200
     assert [v["id"] for v in got.json()] == ["good"]

@@ -27,7 +27,7 @@ from shared.codec import encode
 from shared.relay_urls import Signer, load_secret
 from shared.settings import load_settings
 from shared.streams import Health, StreamRecord
-from tests.conftest import free_port
+from tests.conftest import free_port, until_ready
 from tests.procs import Proc, base_env, module, status, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -93,11 +93,7 @@ async def relay(nc: Client, nats_url: str, serve: Callable[..., str],
     app = create_app(settings, [nats_url])
     app.state.relay.upstream.timeout = 3.0
     base = serve(app)
-    async with httpx.AsyncClient() as http:
-        for _ in range(100):
-            if (await http.get(f"{base}/readyz")).status_code == 200:
-                break
-            await asyncio.sleep(0.05)
+    await until_ready(base)
     return base, Signer(load_secret(None, settings.data_path)), app.state.relay
 
 

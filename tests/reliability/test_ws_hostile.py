@@ -29,7 +29,7 @@ from shared.codec import encode
 from shared.natsserver import EmbeddedNats
 from shared.settings import load_settings
 from shared.streams import Health, StreamRecord
-from tests.conftest import free_port
+from tests.conftest import free_port, until_ready
 from tests.procs import Proc, base_env, module, status, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,11 +55,7 @@ async def gateway(nc: Client, nats_url: str, serve: Callable[..., str], tmp_path
     await topology.apply(nc.jetstream())
     settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path)})
     base = serve(create_app(settings, [nats_url]), send_buffer=SEND_BUFFER, ws_ping=ping)
-    async with httpx.AsyncClient(base_url=base) as http:
-        for _ in range(100):
-            if (await http.get("/readyz")).status_code == 200:
-                break
-            await asyncio.sleep(0.05)
+    await until_ready(base)
     return base.replace("http://", "ws://")
 
 

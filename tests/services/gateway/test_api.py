@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from shared.relay_urls import Signer, load_secret
 from shared.sessions import Cancelled, Live, Scheduled, Session, SessionKind
 from shared.settings import load_settings
 from shared.streams import Health, StreamRecord, Variant
+from tests.conftest import until_ready
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SECRET_URL = "https://cdn.secret.test/live/master.m3u8?token=TOPSECRET"
@@ -54,11 +54,7 @@ async def gateway(nc: Client, nats_url: str, serve: Callable[[Any], str], tmp_pa
         await streams.put(subjects.stream_key(race.key, sid), encode(record))
     settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path)})
     base = serve(create_app(settings, [nats_url]))
-    async with httpx.AsyncClient(base_url=base) as http:
-        for _ in range(100):
-            if (await http.get("/readyz")).status_code == 200:
-                break
-            await asyncio.sleep(0.05)
+    await until_ready(base)
     return base
 
 

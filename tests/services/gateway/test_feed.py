@@ -26,6 +26,7 @@ from shared.feed import CLOSE_TOO_SLOW
 from shared.sessions import Live, Session, SessionKind
 from shared.settings import load_settings
 from shared.streams import Health, StreamRecord
+from tests.conftest import until_ready
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RACE = Session(key="2026.monaco.race", season=2026, round=8, event="Monaco GP",
@@ -45,11 +46,7 @@ async def gateway(nc: Client, nats_url: str, serve: Callable[..., str], tmp_path
     await (await topology.streams_kv(js)).put(subjects.stream_key(RACE.key, "a"), encode(record("a")))
     settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path)})
     base = serve(create_app(settings, [nats_url]), send_buffer=SEND_BUFFER)
-    async with httpx.AsyncClient(base_url=base) as http:
-        for _ in range(100):
-            if (await http.get("/readyz")).status_code == 200:
-                break
-            await asyncio.sleep(0.05)
+    await until_ready(base)
     return base.replace("http://", "ws://")
 
 

@@ -23,6 +23,7 @@ from shared.codec import encode
 from shared.feed import CLOSE_RELOADED
 from shared.sessions import Live
 from shared.settings import load_settings
+from tests.conftest import until_ready
 from tests.services.gateway.test_feed import NOW, RACE, record
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,11 +40,7 @@ async def gateway(nc: Client, nats_url: str, serve: Callable[..., str], tmp_path
     settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path),
                                   "SLIPSTREAM_GATEWAY_RERESOLVE_WINDOW": str(WINDOW)})
     base = serve(create_app(settings, [nats_url]))
-    async with httpx.AsyncClient(base_url=base) as http:
-        for _ in range(100):
-            if (await http.get("/readyz")).status_code == 200:
-                break
-            await asyncio.sleep(0.05)
+    await until_ready(base)
     return base
 
 
