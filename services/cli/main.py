@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
                     default=["SESSIONS", "streams", "DEADLETTER"],
                     help="what to follow (default: SESSIONS streams DEADLETTER)")
     tl.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    api = sub.add_parser("asyncapi", help="print the AsyncAPI document of every NATS subject "
+                         "and payload (generated from the code)")
+    mode = api.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_const", const="write", dest="mode",
+                      help="write it to shared/asyncapi.json")
+    mode.add_argument("--check", action="store_const", const="check", dest="mode",
+                      help="exit 1 if shared/asyncapi.json differs from what the code says")
     src = sub.add_parser("sources", help="work with stream sources")
     src_sub = src.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
     src_sub.add_parser("check", help="run the extractor chain on a page URL once and show "
@@ -98,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.execv(cmd[0], cmd)  # noqa: S606
     if rest:
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "asyncapi":
+        from services.cli import asyncapi  # noqa: PLC0415 - FastStream only for this command
+        return asyncapi.main(args.mode or "print")
     try:
         settings = load_settings(args.config)
     except SettingsError as exc:

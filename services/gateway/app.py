@@ -241,7 +241,7 @@ ASYNCAPI = Path(shared.__file__).resolve().parent / "asyncapi.json"
 
 @get("/asyncapi.json", media_type=MediaType.JSON)
 async def asyncapi() -> Response[bytes]:
-    """The AsyncAPI 3.0 document of every NATS subject and payload (``scripts/asyncapi.py``)."""
+    """The AsyncAPI 3.0 document of every NATS subject and payload (``slipstream asyncapi``)."""
     return Response(await asyncio.to_thread(ASYNCAPI.read_bytes), media_type=MediaType.JSON)
 
 

@@ -7,8 +7,9 @@ that declares what is published and watched. FastStream derives payload schemas 
 types, and the contracts are msgspec Structs, so the payloads are then filled in from
 ``msgspec.json.schema_components`` of the ``shared`` Structs: the contracts stay the one source.
 
-    .venv/bin/python scripts/asyncapi.py           write shared/asyncapi.json
-    .venv/bin/python scripts/asyncapi.py --check   exit 1 if the file is not what the code says
+    slipstream asyncapi            print the document
+    slipstream asyncapi --write    write shared/asyncapi.json
+    slipstream asyncapi --check    exit 1 if shared/asyncapi.json is not what the code says
 
 The test suite runs the check, so the document cannot drift from the code.
 """
@@ -25,18 +26,17 @@ import msgspec
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import shared
+from services.extractor.app import ExtractorApp
+from services.scheduler.app import SchedulerApp
+from shared import subjects, topology
+from shared.jobs import DeadLetter, ExtractJob
+from shared.sessions import SessionEvent
+from shared.settings import load_settings
+from shared.streams import StreamRecord
 
-from services.extractor.app import ExtractorApp  # noqa: E402
-from services.scheduler.app import SchedulerApp  # noqa: E402
-from shared import subjects, topology  # noqa: E402
-from shared.jobs import DeadLetter, ExtractJob  # noqa: E402
-from shared.sessions import SessionEvent  # noqa: E402
-from shared.settings import load_settings  # noqa: E402
-from shared.streams import StreamRecord  # noqa: E402
+OUT = Path(shared.__file__).resolve().parent / "asyncapi.json"
 
-OUT = ROOT / "shared" / "asyncapi.json"
 STREAMS_KV = f"$KV.{topology.STREAMS_BUCKET}.>"
 SESSIONS_KV = f"$KV.{topology.SESSIONS_BUCKET}.>"
 
@@ -76,7 +76,8 @@ def documentation_broker() -> NatsBroker:
         STREAMS_KV, title="stream-records",
         description="KV bucket 'streams', key <season>.<event>.<kind>.<stream-id>: the "
         "extractor writes resolved streams (private: upstream URL, headers, cookies); the "
-        "relay and the gateway watch it. A delete means the stream is gone.")
+        "relay and the gateway watch it. A delete means the stream is gone; a purge (never "
+        "done by Slipstream) means it was lost and is being re-resolved.")
     broker.publisher(
         SESSIONS_KV, title="session-states",
         description="KV bucket 'sessions', key <season>.<event>.<kind>: the last event of each "
@@ -122,18 +123,17 @@ def render(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def main() -> int:
+def main(mode: str = "print") -> int:
+    """``print`` the document, ``write`` it to shared/asyncapi.json, or ``check`` that file."""
     text = render(generate())
-    if "--check" in sys.argv[1:]:
+    if mode == "check":
         if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT.relative_to(ROOT)} is out of date: run .venv/bin/python scripts/asyncapi.py",
-                  file=sys.stderr)
+            print(f"{OUT} is out of date: run `slipstream asyncapi --write`", file=sys.stderr)
             return 1
         return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    if mode == "write":
+        OUT.write_text(text)
+        print(f"wrote {OUT}")
+        return 0
+    sys.stdout.write(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
