@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import nats
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
@@ -24,8 +26,11 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from services.gateway.app import create_app
 from services.scheduler.publisher import Publisher, read_state
 from shared import topology
+from shared.codec import decode, encode
+from shared.kv import keys as kv_keys
 from shared.sessions import Live, Session, SessionKind
 from shared.settings import load_settings
+from shared.streams import StreamRecord
 from tests.conftest import free_ports
 from tests.procs import ROOT, Proc, base_env, children_of, module, status, wait_until
 
@@ -200,6 +205,73 @@ def test_streams_the_extractor_publishes_appear_without_reload(system: System, b
     shot(page, "session-phone")
     page.close()
     assert console.problems == []
+
+
+async def _copy_demo_stream(nats_url: str, session: Session, stream_id: str) -> str:
+    """Put a copy of a demo sprint stream's record under ``session`` as ``stream_id`` (no
+    source has that id, so no extractor job ever touches it); return its key."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        kv = await topology.streams_kv(js)
+        demo = next(k for k in await kv_keys(kv, "*.demo.sprint.*"))
+        record = decode((await kv.get(demo)).value or b"", StreamRecord)
+        key = f"{session.key}.{stream_id}"
+        await kv.put(key, encode(msgspec.structs.replace(
+            record, id=stream_id, session=session.key, title="Lost feed")))
+        return key
+    finally:
+        await nc.drain()
+
+
+async def _kv(nats_url: str, action: str, key: str, value: bytes = b"") -> bytes:
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await topology.streams_kv(nc.jetstream())
+        if action == "get":
+            return (await kv.get(key)).value or b""
+        if action == "purge":
+            await kv.purge(key)
+        else:
+            await kv.put(key, value)
+        return b""
+    finally:
+        await nc.drain()
+
+
+def test_a_stream_lost_behind_the_systems_back_shows_re_resolving(
+        system: System, browser: Browser) -> None:
+    """A stream record purged behind the system's back: the page says it is being re-resolved,
+    offers no link to it, and the player says so; when the record is back it plays on."""
+    start = datetime.now(UTC).replace(microsecond=0)
+    session = Session(key="2099.lost.race", season=2099, round=1, event="Lost Grand Prix",
+                      kind=SessionKind.RACE, name="Race", start=start,
+                      end=start + timedelta(hours=2))
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        def run(coro: Any) -> Any:
+            return pool.submit(asyncio.run, coro).result(timeout=30)
+
+        run(_go_live(system.nats_url, session))
+        key = run(_copy_demo_stream(system.nats_url, session, "lost-feed"))
+        record = run(_kv(system.nats_url, "get", key))
+        page, _ = open_page(browser, f"{system.gateway}/#/session/{session.key}?view=lost-feed",
+                            DESKTOP)
+        page.wait_for_function("document.querySelector('video')?.currentTime > 1", timeout=30_000)
+        run(_kv(system.nats_url, "purge", key))
+        row = page.locator("[data-stream=lost-feed]")
+        expect(row.locator("[data-badge=reresolving]")).to_have_text("re-resolving…",
+                                                                     timeout=10_000)
+        expect(row.get_by_role("button", name="Watch")).to_be_disabled()
+        expect(page.locator("[data-player=lost-feed] [role=alert]")).to_contain_text(
+            "Re-resolving this stream")
+        shot(page, "re-resolving")
+        run(_kv(system.nats_url, "put", key, record))
+        expect(row.locator("[data-badge=ok]")).to_be_visible(timeout=10_000)
+        expect(row.get_by_role("button", name="Watch")).to_be_enabled()
+        back = current_times(page)[0]
+        page.wait_for_function(f"document.querySelector('video').currentTime > {back + 4}",
+                               timeout=60_000)
+        page.close()
 
 
 def test_the_connection_state_shows_and_recovers_when_the_gateway_restarts(
