@@ -23,6 +23,7 @@ from shared.sessions import SessionEvent
 from shared.streams import StreamRecord
 from tests.conftest import free_ports
 from tests.procs import Proc, alive, base_env, children_of, module, status, wait_until
+from tests.system import go_live, healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -121,6 +122,18 @@ def test_up_runs_the_system_restarts_the_dead_and_leaves_nothing_behind(tmp_path
         proc.wait_for("relay exited with status -9", timeout=10)
         wait_until(lambda: status(f"http://127.0.0.1:{ports['relay']}/readyz") == 200, 60,
                    "relay back")
+
+        # The extractor too, mid-job: restarted, it takes new work (a session going live now
+        # gets its three healthy streams from the new process).
+        extractor_pid = next(p for p in children_of(proc.popen.pid)
+                             if "services.extractor" in Path(f"/proc/{p}/cmdline").read_text())
+        os.kill(extractor_pid, signal.SIGKILL)
+        proc.wait_for("extractor exited with status -9", timeout=10)
+        wait_until(lambda: status(f"http://127.0.0.1:{ports['extractor']}/readyz") == 200, 60,
+                   "extractor back")
+        go_live([runtime["nats_url"]], "2099.aftercrash.race")
+        wait_until(lambda: healthy([runtime["nats_url"]], "2099.aftercrash.race.*"), 90,
+                   "streams from the restarted extractor")
 
         pids = children_of(proc.popen.pid)
         assert len(pids) >= 6  # nats-server, demo, four services
