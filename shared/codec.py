@@ -6,7 +6,7 @@ message is reported the same way wherever it is read.
 
 from __future__ import annotations
 
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 import msgspec
 
@@ -33,8 +33,14 @@ def encode(value: msgspec.Struct) -> bytes:
     return _encoder.encode(value)
 
 
+@overload
 def decode(data: bytes | bytearray | memoryview, type_: type[T], *,
-           max_bytes: int = MAX_PAYLOAD_BYTES) -> T:
+           max_bytes: int = MAX_PAYLOAD_BYTES) -> T: ...
+@overload
+def decode(data: bytes | bytearray | memoryview, type_: Any, *,
+           max_bytes: int = MAX_PAYLOAD_BYTES) -> Any: ...  # a union such as SessionEvent
+def decode(data: bytes | bytearray | memoryview, type_: Any, *,
+           max_bytes: int = MAX_PAYLOAD_BYTES) -> Any:
     """Decode ``data`` into ``type_``; raise :class:`PayloadError` on anything unexpected."""
     name = getattr(type_, "__name__", repr(type_))
     if len(data) > max_bytes:
@@ -43,6 +49,6 @@ def decode(data: bytes | bytearray | memoryview, type_: type[T], *,
     if decoder is None:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
-        return decoder.decode(data)  # type: ignore[no-any-return]
+        return decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise PayloadError(name, str(exc)) from exc

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -52,7 +52,7 @@ class Lost(Generic[T]):
 class KvMirror(Generic[T]):
     """``values[key] = (value, revision)`` for every key of a bucket (matching ``pattern``)."""
 
-    def __init__(self, type_: type[T], *, on_change: Callable[[str, T | None, int], None]
+    def __init__(self, type_: type[T] | Any, *, on_change: Callable[[str, T | None, int], None]
                  | None = None, keep_lost: float = 0.0) -> None:
         self.type = type_
         self.values: dict[str, tuple[T, int]] = {}

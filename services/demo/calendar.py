@@ -5,6 +5,7 @@ future ones, so every phase of the life cycle is visible within minutes of ``sli
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import msgspec
 import tomli_w
@@ -67,7 +68,7 @@ def demo_calendar(now: datetime) -> CalendarFile:
 def to_toml(calendar: CalendarFile) -> str:
     """Render a calendar in the documented TOML format."""
     data = msgspec.to_builtins(calendar, builtin_types=(datetime,))
-    return tomli_w.dumps(_drop_none(data))
+    return tomli_w.dumps(cast("dict[str, Any]", _drop_none(data)))
 
 
 def _drop_none(value: object) -> object:

@@ -36,7 +36,7 @@ class Rendition:
 def load_rendition(folder: Path, *, width: int, height: int, codecs: str,
                    segment_seconds: float = 2.0) -> Rendition:
     """Describe a folder of ``0.ts``, ``1.ts``, ... segments, measuring their bit rates."""
-    sizes = []
+    sizes: list[int] = []
     while (folder / f"{len(sizes)}.ts").exists():
         sizes.append((folder / f"{len(sizes)}.ts").stat().st_size)
     if not sizes:

@@ -109,7 +109,7 @@ class ExtractorApp:
             await msg.nack(delay=1.0)
             return
         try:
-            event = decode(msg.raw_message.data, SessionEvent)  # type: ignore[arg-type]
+            event: SessionEvent = decode(msg.raw_message.data, SessionEvent)
         except PayloadError as exc:
             await self._dead_letter(msg, str(exc), "PayloadError")
             await msg.reject()

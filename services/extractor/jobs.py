@@ -102,7 +102,8 @@ class Jobs:
         if entry.value is None:
             return None
         try:
-            return phase_of(decode(entry.value, SessionEvent))  # type: ignore[arg-type]
+            event: SessionEvent = decode(entry.value, SessionEvent)
+            return phase_of(event)
         except PayloadError:
             return None
 

@@ -261,7 +261,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     link = NatsLink(servers, SERVICE, settings)
     ui = Path(settings.gateway.ui_dir).expanduser() if settings.gateway.ui_dir else UI_DIST
     hub = Hub()
-    views = Views(sessions=KvMirror(SessionEvent),  # type: ignore[arg-type]
+    views = Views(sessions=KvMirror[SessionEvent](SessionEvent),
                   streams=KvMirror(StreamRecord, keep_lost=settings.gateway.reresolve_window),
                   signer=Signer(load_secret(settings.relay.secret, settings.data_path)),
                   relay_url=settings.relay_public_url, url_ttl=settings.relay.url_ttl)

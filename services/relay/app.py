@@ -128,7 +128,7 @@ async def resource(request: Request[Any, Any, Any], state: State, *, session: Fr
 def create_app(settings: Settings, servers: list[str]) -> Litestar:
     """The relay app; NATS connects in the background so health answers from the start."""
     link = NatsLink(servers, SERVICE, settings)
-    records = KvMirror(StreamRecord)
+    records: KvMirror[StreamRecord] = KvMirror(StreamRecord)
     policy = policy_for(settings)
     http = client(policy, timeout=10.0)
     shared = SharedState(settings.redis.url, timeout=settings.redis.timeout,

@@ -200,14 +200,19 @@ class Relay:
         self.continuity[(target.key, ref)] = (url, shift, end_of(text))
         return Served(content_type=served.content_type, text=text)
 
+    def _ref(self, key: str, ref: str) -> tuple[str, str] | None:
+        """The (upstream URL, kind) a stream's ref stands for, if it was minted."""
+        refs = self.refs.get(key)
+        return None if refs is None else refs.get(ref)
+
     async def resource(self, target: Target, kind: str, name: str,
                        blocking: Mapping[str, str] | None = None) -> Served:
         """A playlist, segment, key, init section or data file the stream's playlists named."""
         ref, _, ext = name.partition(".")
-        entry = self.refs.get(target.key, {}).get(ref)
+        entry = self._ref(target.key, ref)
         if entry is None:
             await self._rebuild(target)
-            entry = self.refs.get(target.key, {}).get(ref)
+            entry = self._ref(target.key, ref)
         if entry is None or entry[1] != kind:
             raise RelayError(404, "no such resource in this stream")
         url = entry[0]

@@ -297,10 +297,10 @@ class Upstream:
             self._segment_bytes -= old.size
 
     async def close(self) -> None:
-        for _, task in list(self._segment_flights.values()):
-            task.cancel()
-        for task in list(self._playlist_flights.values()):
-            task.cancel()
+        for _, filling in list(self._segment_flights.values()):
+            filling.cancel()
+        for fetching in list(self._playlist_flights.values()):
+            fetching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*(t for _, t in self._segment_flights.values()),
                                  *self._playlist_flights.values(), return_exceptions=True)

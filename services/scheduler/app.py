@@ -96,7 +96,7 @@ class SchedulerApp:
 
         # Our own bucket, watched: a key deleted or purged, or the bucket emptied or re-created
         # behind our back, is recorded again at once rather than at the next daily resync.
-        watch = KvMirror(SessionEvent, on_change=changed)  # type: ignore[arg-type]
+        watch = KvMirror[SessionEvent](SessionEvent, on_change=changed)
         following = watch.follow_forever(nc.jetstream(), topology.SESSIONS_BUCKET,
                                          on_reset=lost.set)
         async with background(following, "sessions-watch"):

@@ -47,13 +47,13 @@ async def read_state(kv: KeyValue) -> dict[str, Known]:
             if entry.value is None:
                 continue
             try:
-                event = decode(entry.value, SessionEvent)  # type: ignore[arg-type]
+                event: SessionEvent = decode(entry.value, SessionEvent)
             except PayloadError as exc:
                 log.error("unreadable session state ignored", key=entry.key, error=str(exc))
                 continue
             state[entry.key] = Known(event=event, revision=entry.revision or 0)
     finally:
-        await watcher.stop()
+        await watcher.stop()  # type: ignore[no-untyped-call]
     return state
 
 

@@ -13,8 +13,8 @@ from services.extractor.registry import Context, ExtractionError, Found
 
 def _extract(url: str, headers: dict[str, str], cookies: dict[str, str], proxy: str,
              timeout: float) -> Found:
-    from streamlink import Streamlink  # noqa: PLC0415 - imported on first use
     from streamlink.exceptions import StreamlinkError  # noqa: PLC0415
+    from streamlink.session.session import Streamlink  # noqa: PLC0415 - imported on first use
 
     session = Streamlink({"http-proxy": proxy, "http-timeout": timeout,
                           "http-headers": headers, "http-cookies": cookies,

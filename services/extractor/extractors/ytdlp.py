@@ -33,7 +33,7 @@ def _cookie(name: str, value: str, domain: str) -> Cookie:
 
 
 def _pick(info: Mapping[str, Any]) -> Mapping[str, Any]:
-    formats = [f for f in info.get("formats") or [info]
+    formats: list[Mapping[str, Any]] = [f for f in info.get("formats") or [info]
                if str(f.get("protocol", "")).startswith("m3u8") or ".m3u8" in str(f.get("url", ""))]
     if not formats:
         raise ExtractionError("yt-dlp found media but no HLS playlist")
@@ -49,7 +49,7 @@ def _extract(url: str, headers: dict[str, str], cookies: dict[str, str], proxy: 
             "logger": _Quiet(), "extractor_retries": 0, "retries": 0, "cachedir": False,
             "noprogress": True, "check_formats": False, "color": "no_color"}
     try:
-        with yt_dlp.YoutubeDL(opts) as ydl:  # type: ignore[arg-type]
+        with yt_dlp.YoutubeDL(opts) as ydl:
             host = urlsplit(url).hostname or ""
             for name, value in cookies.items():
                 ydl.cookiejar.set_cookie(_cookie(name, value, host))
