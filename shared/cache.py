@@ -74,11 +74,12 @@ class SharedState:
         self.last_error = str(exc) or type(exc).__name__
         self._down_until = time.monotonic() + RETRY_REDIS_AFTER
 
-    def _recovered(self) -> None:
+    def _recovered(self, *, end_backoff: bool = False) -> None:
         if self.last_error is not None:
             log.info("redis reachable again")
         self.last_error = None
-        self._down_until = 0.0  # a readiness ping that got through ends the back-off early
+        if end_backoff:  # a readiness ping sent now got through: no need to wait out the rest
+            self._down_until = 0.0
 
     async def get(self, key: str) -> bytes | None:
         """A cached value, or ``None`` (missing, expired, oversized, wrong type, Redis away)."""
@@ -197,7 +198,7 @@ class SharedState:
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return f"unreachable ({str(exc) or type(exc).__name__}); using memory"
-        self._recovered()
+        self._recovered(end_backoff=True)
         return None
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
@@ -89,9 +89,11 @@ async def fetch(client: httpx.AsyncClient, url: str | httpx.URL, *, policy: Egre
 
 async def open_response(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPolicy,
                         headers: dict[str, str], cookies: dict[str, str],
-                        max_redirects: int = 5) -> tuple[httpx.Response, dict[str, str]]:
-    """Follow redirects to a 2xx response and return it open (streaming; the caller closes it),
-    with the cookies set on the way. Raises :class:`FetchError` on any other status."""
+                        max_redirects: int = 5, accept_encoding: str = ACCEPT_ENCODING,
+                        ) -> tuple[httpx.Response, dict[str, str]]:
+    """Follow redirects to a 2xx response and return it open (streaming; the caller closes it
+    and reads it through :func:`decoded`), with the cookies set on the way. Raises
+    :class:`FetchError` on any other status."""
     first = _origin(url)
     jar: dict[str, str] = {}
     for _ in range(max_redirects + 1):
@@ -100,7 +102,8 @@ async def open_response(client: httpx.AsyncClient, url: httpx.URL, *, policy: Eg
             send = {k: v for k, v in headers.items() if k.lower() in SAFE_ACROSS_ORIGINS}
         elif cookies or jar:
             send["Cookie"] = "; ".join(f"{k}={v}" for k, v in {**cookies, **jar}.items())
-        send.setdefault("Accept-Encoding", ACCEPT_ENCODING)
+        send = {k: v for k, v in send.items() if k.lower() != "accept-encoding"}
+        send["Accept-Encoding"] = accept_encoding  # only what decoded() can undo
         request = client.build_request("GET", url, headers=send)
         response = await client.send(request, stream=True)
         jar.update(response.cookies.items())
@@ -139,28 +142,57 @@ async def _fetch(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPol
 
 async def decoded(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body of ``response``, decoded from its Content-Encoding in steps of at most
-    :data:`INFLATE_STEP` bytes, so a size cap sees every step (no decompression bomb)."""
+    :data:`INFLATE_STEP` bytes, so a size cap sees every step (no decompression bomb).
+
+    gzip bodies of several members are decoded whole; a deflate body may come with or without
+    its zlib header (servers do both); a compressed body cut short is a :class:`FetchError`,
+    never a silently shorter body."""
     encoding = response.headers.get("content-encoding", "").strip().lower()
     if encoding in ("", "identity"):
         async for chunk in response.aiter_raw():
             yield chunk
         return
-    if encoding in ("gzip", "x-gzip"):
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        inflater = zlib.decompressobj(zlib.MAX_WBITS)
-    else:
+    if encoding not in ("gzip", "x-gzip", "deflate"):
         raise FetchError(f"unsupported content encoding {encoding[:40]!r}")
+    async for chunk in _inflated(response, encoding):
+        yield chunk
+
+
+async def _inflated(response: httpx.Response, encoding: str) -> AsyncIterator[bytes]:
+    gzip = encoding != "deflate"
+    inflater: Any = None
+    complete = False  # the last gzip member, or the deflate stream, has ended
+    held = b""  # the first byte of a deflate body, until the second says which kind it is
     try:
         async for chunk in response.aiter_raw():
-            data = chunk
-            while data and not inflater.eof:
+            data, held = held + chunk, b""
+            while data:
+                if inflater is None:
+                    if complete and not data.strip(b"\0"):
+                        return  # zero padding after the last member: the end
+                    if not gzip and len(data) < 2:
+                        held = data
+                        break
+                    inflater, complete = zlib.decompressobj(_wbits(gzip, data)), False
                 out = inflater.decompress(data, INFLATE_STEP)
                 data = inflater.unconsumed_tail
                 if out:
                     yield out
-        rest = inflater.flush()
+                if inflater.eof:
+                    if not gzip:
+                        return  # whatever follows a deflate stream is not part of the body
+                    data, inflater, complete = inflater.unused_data, None, True
+        if not complete:
+            raise FetchError(f"{encoding} body cut short")
     except zlib.error as exc:
         raise FetchError(f"body is not valid {encoding}: {exc}") from exc
-    if rest:
-        yield rest
+
+
+def _wbits(gzip: bool, start: bytes) -> int:
+    """zlib's window bits for a stream starting with ``start``: gzip, zlib-wrapped deflate
+    (the standard's "deflate"), or raw deflate (what many servers send instead)."""
+    if gzip:
+        return 16 + zlib.MAX_WBITS
+    if len(start) >= 2 and start[0] & 0x0F == 8 and (start[0] << 8 | start[1]) % 31 == 0:
+        return zlib.MAX_WBITS
+    return -zlib.MAX_WBITS

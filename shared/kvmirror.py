@@ -6,9 +6,10 @@ are remembered as gone; revisions only ever move forward (a stale revision is ig
 
 :meth:`KvMirror.follow_forever` also survives the bucket being deleted or re-created behind the
 system's back, and through its stream being purged (which no watcher hears about: it is seen as
-fewer messages in the stream than live keys in the mirror): the mirror empties at once (nobody is
-served stale values), starts over with the bucket's current revisions, and tells its owner
-(``on_reset``).
+a value the mirror holds whose revision is below the stream's first sequence, so its message is
+gone): the mirror empties at once (nobody is served stale values), starts over with the bucket's
+current revisions, and tells its owner (``on_reset``). A purge of single subjects through the
+stream API (rather than the KV's own purge) is not noticed.
 
 A mirror made with ``keep_lost`` also remembers, for that many seconds, the values that vanished
 behind the system's back (a ``PURGE`` rather than a ``DEL``, a lost or purged bucket) so its owner
@@ -78,13 +79,14 @@ class KvMirror(Generic[T]):
         self.revision = max(self.revision, revision)
         if deleted or raw is None:
             old = self.values.pop(key, None)
+            was_lost = None
             if purged and old is not None and self.keep_lost:
                 self.lost[key] = Lost(old[0], revision, time.monotonic())
             elif not purged:
-                self.lost.pop(key, None)
-            if old is not None:
+                was_lost = self.lost.pop(key, None)
+            if old is not None or was_lost is not None:
                 self.gone.add(key)
-                if self.on_change:
+                if self.on_change:  # a lost value deleted for good is reported gone too
                     self.on_change(key, None, revision)
             return
         try:
@@ -99,18 +101,24 @@ class KvMirror(Generic[T]):
             self.on_change(key, value, revision)
 
     async def follow(self, kv: KeyValue, pattern: str = ">") -> None:
-        """Apply the bucket's current values, then every change, until cancelled."""
-        watcher = await kv.watch(pattern)
+        """Apply the bucket's current values, then every change, until cancelled or until the
+        watch fails (NATS away, the bucket gone): then it returns, and the caller decides."""
         try:
-            async for entry in watcher:
-                if entry is None:
-                    self.synced.set()
-                    continue
-                self.apply(entry.key, entry.value, entry.revision or 0,
-                           entry.operation in ("DEL", "PURGE"), purged=entry.operation == "PURGE")
-        finally:
-            with contextlib.suppress(NatsError, OSError, TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            watcher = await kv.watch(pattern)
+            try:
+                async for entry in watcher:
+                    if entry is None:
+                        self.synced.set()
+                        continue
+                    self.apply(entry.key, entry.value, entry.revision or 0,
+                               entry.operation in ("DEL", "PURGE"),
+                               purged=entry.operation == "PURGE")
+            finally:
+                with contextlib.suppress(NatsError, OSError, TimeoutError):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+        except (NatsError, TimeoutError) as exc:
+            log.warning("KV watch failed; following again shortly", pattern=pattern,
+                        error=str(exc) or type(exc).__name__)
 
     def start_over(self) -> None:
         """Forget everything (the bucket is gone, new or purged): every key is reported removed
@@ -169,10 +177,10 @@ class KvMirror(Generic[T]):
                                    created: datetime | None, pattern: str, check: float) -> bool:
         """Follow ``kv`` until it is re-created or gone (False) or found purged (True).
 
-        Every live key has at least its latest message in the stream, so fewer messages than
-        live keys means messages vanished without a watcher hearing: checked twice in a row,
-        since a change can be in the stream a moment before the mirror applies it."""
-        suspect = False
+        The latest message of every live key stays in the stream (history limits only remove
+        older ones), so a value held at a revision below the stream's first sequence means its
+        message vanished without a watcher hearing. Sequences only grow, so a late answer can
+        only hide a purge for one check, never invent one."""
         async with background(self.follow(kv, pattern), f"kv-follow-{stream}") as following:
             while not following.done():
                 await asyncio.sleep(check)
@@ -184,12 +192,9 @@ class KvMirror(Generic[T]):
                     continue
                 if info.created != created:
                     return False
-                if (info.state.messages or 0) < len(self.values):
-                    if suspect:
-                        return True
-                    suspect = True
-                else:
-                    suspect = False
+                first = info.state.first_seq or 0
+                if any(0 < revision < first for _, revision in self.values.values()):
+                    return True
         return False
 
     def _reset(self, on_reset: Callable[[], None] | None) -> None:

@@ -135,8 +135,14 @@ class Scheduler:
             if self.state_lost.is_set() and self.publisher is not None:
                 self.state_lost.clear()
                 log.warning("session states vanished from the KV; recording them again")
-                with contextlib.suppress(TimeoutError, NatsError):
+                try:
                     self.publisher.state = await read_state(self.kv)
+                except (TimeoutError, NatsError) as exc:
+                    # The bucket may be missing for a moment (being re-created): try again.
+                    log.warning("could not re-read session states; retrying",
+                                error=str(exc) or type(exc).__name__)
+                    await asyncio.sleep(RETRY_AFTER)
+                    self.state_lost.set()
             if self.resync_requested.is_set() or self.clock.now() >= resync_at:
                 self.resync_requested.clear()
                 await self.sync()

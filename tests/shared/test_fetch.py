@@ -6,31 +6,54 @@ from __future__ import annotations
 import asyncio
 import gzip
 import zlib
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from shared.fetch import INFLATE_STEP, FetchError, decoded
 
 
-def response(body: bytes, encoding: str | None) -> httpx.Response:
+class Chunked(httpx.AsyncByteStream):
+    """A body that arrives in pieces of ``size`` bytes, as from a network."""
+
+    def __init__(self, body: bytes, size: int) -> None:
+        self.body, self.size = body, size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.body), self.size):
+            yield self.body[start:start + self.size]
+
+
+def response(body: bytes, encoding: str | None, size: int = 1 << 30) -> httpx.Response:
     headers = {"content-encoding": encoding} if encoding else {}
-    return httpx.Response(200, headers=headers, stream=httpx.ByteStream(body))
+    return httpx.Response(200, headers=headers, stream=Chunked(body, size))
 
 
-async def chunks(body: bytes, encoding: str | None) -> list[bytes]:
-    return [c async for c in decoded(response(body, encoding))]
+async def chunks(body: bytes, encoding: str | None, size: int = 1 << 30) -> list[bytes]:
+    return [c async for c in decoded(response(body, encoding, size))]
 
 
-@settings(max_examples=60, deadline=None)
+def raw_deflate(body: bytes) -> bytes:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(body) + packer.flush()
+
+
+@settings(max_examples=80, deadline=None)
 @given(st.binary(max_size=300_000) | st.builds(lambda n: b"\0" * n, st.integers(0, 2_000_000)),
-       st.sampled_from(["gzip", "x-gzip", "deflate", "identity", None]))
-def test_every_body_decodes_faithfully_in_bounded_steps(body: bytes, encoding: str | None) -> None:
-    encoded = {"gzip": gzip.compress, "x-gzip": gzip.compress,
-               "deflate": zlib.compress}.get(encoding or "", lambda b: b)(body)
-    got = asyncio.run(chunks(encoded, encoding))
+       st.sampled_from(["gzip", "x-gzip", "deflate", "raw-deflate", "identity", None]),
+       st.integers(1, 3) | st.integers(4, 100_000))  # tiny pieces: header split up
+def test_every_body_decodes_faithfully_in_bounded_steps(body: bytes, encoding: str | None,
+                                                        size: int) -> None:
+    """Whatever the body and however the network cuts it up."""
+    encoded = {"gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress,
+               "raw-deflate": raw_deflate}.get(encoding or "", lambda b: b)(body)
+    if encoding == "raw-deflate":
+        encoding = "deflate"
+    assume(len(encoded) // size < 20_000)  # byte by byte only for short bodies
+    got = asyncio.run(chunks(encoded, encoding, size))
     assert b"".join(got) == body
     if encoding not in ("identity", None):
         assert all(len(c) <= INFLATE_STEP for c in got)
@@ -48,10 +71,24 @@ def test_a_bomb_is_inflated_one_step_at_a_time() -> None:
     assert len(asyncio.run(first())) == INFLATE_STEP
 
 
+@pytest.mark.parametrize(("encoded", "encoding", "body"), [
+    (gzip.compress(b"#EXTM3U\n") + gzip.compress(b"#EXT-X-ENDLIST\n"), "gzip",
+     b"#EXTM3U\n#EXT-X-ENDLIST\n"),  # two gzip members
+    (gzip.compress(b"#EXTM3U\n") + b"\0" * 16, "gzip", b"#EXTM3U\n"),  # zero padding
+    (raw_deflate(b"#EXTM3U\n" * 1000), "deflate", b"#EXTM3U\n" * 1000),  # no zlib header
+    (zlib.compress(b"#EXTM3U\n") + b"trailing", "deflate", b"#EXTM3U\n"),
+])
+def test_what_servers_really_send_decodes(encoded: bytes, encoding: str, body: bytes) -> None:
+    assert b"".join(asyncio.run(chunks(encoded, encoding))) == body
+
+
 @pytest.mark.parametrize(("encoding", "body", "error"), [
     ("br", b"\x0b", "unsupported content encoding 'br'"),
     ("gzip, gzip", b"", "unsupported content encoding 'gzip, gzip'"),
     ("gzip", b"not gzip at all", "body is not valid gzip"),
+    ("gzip", gzip.compress(b"#EXTM3U\n" * 100)[:-12], "gzip body cut short"),
+    ("deflate", zlib.compress(b"#EXTM3U\n" * 100)[:-6], "deflate body cut short"),
+    ("gzip", gzip.compress(b"#EXTM3U\n") + b"garbage", "body is not valid gzip"),
 ])
 def test_what_cannot_be_decoded_is_a_fetch_error(encoding: str, body: bytes, error: str) -> None:
     with pytest.raises(FetchError, match=error):

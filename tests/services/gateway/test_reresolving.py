@@ -27,7 +27,7 @@ from tests.conftest import until_ready
 from tests.services.gateway.test_feed import NOW, RACE, record
 
 pytestmark = pytest.mark.timeout(60)
-WINDOW = 6.0
+WINDOW = 12.0
 
 
 @pytest.fixture

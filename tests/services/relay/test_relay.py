@@ -4,9 +4,11 @@ authorisation, shared upstream fetches, refusals, and real players (ffprobe, str
 from __future__ import annotations
 
 import asyncio
+import gzip
 import shutil
 import subprocess
 import time
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -179,6 +181,42 @@ async def test_html_served_as_a_playlist_is_a_502(nc: Client, nats_url: str,
     got = await http_get(signer.master_url(relay, SESSION, "html", 600))
     assert got.status_code == 502
     assert "no #EXTM3U" in got.json()["error"]
+
+
+async def test_compressed_playlists_and_segments_are_decoded(
+        nc: Client, nats_url: str, serve: Callable[[Any], str], tmp_path: Path) -> None:
+    """A gzip playlist and a segment compressed although it was asked for as it is (identity)
+    reach viewers decoded; neither a Content-Encoding header nor compressed bytes leak."""
+    asked: list[str] = []
+
+    @get("/z.m3u8", media_type="application/vnd.apple.mpegurl", sync_to_thread=False)
+    def playlist(request: Request[Any, Any, Any]) -> Response[bytes]:
+        asked.append(f"playlist {request.headers.get('accept-encoding')}")
+        text = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nz.ts\n"
+        return Response(gzip.compress(text), media_type="application/vnd.apple.mpegurl",
+                        headers={"Content-Encoding": "gzip"})
+
+    @get("/z.ts", media_type="video/mp2t", sync_to_thread=False)
+    def seg(request: Request[Any, Any, Any]) -> Response[bytes]:
+        asked.append(f"segment {request.headers.get('accept-encoding')}")
+        return Response(zlib.compress(b"\x47" * 18800), media_type="video/mp2t",
+                        headers={"Content-Encoding": "deflate"})
+
+    upstream = serve(Litestar([playlist, seg], openapi_config=None, logging_config=None))
+    settings = load_settings(env={"SLIPSTREAM_DATA_DIR": str(tmp_path),
+                                  "SLIPSTREAM_EGRESS_ALLOW": upstream.removeprefix("http://")})
+    kv = await topology.streams_kv(nc.jetstream())
+    await kv.put(subjects.stream_key(SESSION, "zip"), encode(record("zip", f"{upstream}/z.m3u8")))
+    relay = serve(create_app(settings, [nats_url]))
+    signer = Signer(load_secret(None, settings.data_path))
+    async with httpx.AsyncClient(timeout=20) as http:
+        media = await http.get(signer.master_url(relay, SESSION, "zip", 600))
+        assert media.status_code == 200, media.text
+        segment = await http.get(relay + m3u8.loads(media.text).segments[0].uri)
+    assert segment.status_code == 200
+    assert "content-encoding" not in segment.headers
+    assert segment.content == b"\x47" * 18800
+    assert asked == ["playlist gzip, deflate", "segment identity"]
 
 
 async def test_a_removed_stream_answers_gone(setup: Setup, nc: Client) -> None:
