@@ -2,7 +2,9 @@
 
 Each service's ``__main__`` calls :func:`run` with its async main; the runner turns settings
 errors and operator-fixable start-up errors into one readable message and a non-zero exit
-(2 for settings, 1 for start-up), and turns SIGINT/SIGTERM into a graceful stop.
+(2 for settings, 1 for start-up), turns SIGINT/SIGTERM into a graceful stop, and stops the
+service with status 3 when one of its critical background tasks crashes (a supervisor then
+restarts it: crash and restart rather than run on degraded).
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ from shared.http import StartupError, bind
 from shared.http import server as http_server
 from shared.runtime import NatsNotFoundError
 from shared.settings import Settings, SettingsError, load_settings
-from shared.tasks import background
+from shared.tasks import background, on_crash, supervise
 
 log = logs.get(__name__)
 
 EXIT_SETTINGS: Final = 2
 EXIT_STARTUP: Final = 1
+EXIT_CRASHED: Final = 3
+
+
+class CrashedError(RuntimeError):
+    """A critical background task of the service crashed; the service stopped."""
 
 Main = Callable[[Settings, asyncio.Event], Awaitable[None]]
 
@@ -66,15 +73,35 @@ def run(service: str, description: str, main: Main, argv: Sequence[str] | None =
     except (StartupError, NatsNotFoundError) as exc:
         print(f"slipstream {service}: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    except CrashedError as exc:
+        print(f"slipstream {service}: {exc}", file=sys.stderr)
+        return EXIT_CRASHED
     return 0
 
 
 async def _with_signals(main: Main, settings: Settings) -> None:
     stop = asyncio.Event()
+    crashed: list[str] = []
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await main(settings, stop)
+
+    def crash(name: str, error: BaseException) -> None:
+        crashed.append(f"{name} ({type(error).__name__}: {error})")
+        stop.set()
+
+    on_crash(crash)
+    try:
+        await main(settings, stop)
+    except Exception as exc:
+        if not crashed:
+            raise
+        # The crashed task's error surfaces again as its scope closes: already reported.
+        log.debug("stopped after a crash", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        on_crash(None)
+    if crashed:
+        raise CrashedError(f"stopped: background task {crashed[0]} crashed")
 
 
 class NatsLink:
@@ -115,6 +142,7 @@ class NatsLink:
         self.ready.set()
         self._guard = asyncio.create_task(guard_topology(nc, self._settings),
                                           name=f"topology-guard-{self._service}")
+        supervise(self._guard, f"topology-guard-{self._service}", critical=True)
         return nc
 
     async def close(self) -> None:
@@ -189,7 +217,8 @@ async def run_broker_service(*, service: str, settings: Settings, host: str, por
             await broker.start()
             log.info("service ready", health=f"http://{host}:{port}/readyz")
             worker = tg.create_task(work(broker, nc, stop), name=f"{service}-work") if work else None
-            async with background(guard_topology(nc, settings), f"{service}-topology-guard"):
+            async with background(guard_topology(nc, settings), f"{service}-topology-guard",
+                                  critical=True):
                 await stop.wait()
             log.info("stopping")
             if worker is not None:

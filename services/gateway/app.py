@@ -304,15 +304,16 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
         # A bucket re-created behind our back restarts its revisions: clients reconnect for a
         # fresh snapshot rather than ignore the new, lower revisions.
         streams = views.streams.follow_forever(js, topology.STREAMS_BUCKET, on_reset=hub.reset)
-        async with background(streams, "streams"):
+        async with background(streams, "streams", critical=True):
             await views.sessions.follow_forever(js, topology.SESSIONS_BUCKET, on_reset=hub.reset)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
         link.start()
         try:
-            async with (background(follow(), "gateway-follow"), background(hub.run(), "feed-tick"),
-                        background(expire_reresolving(), "reresolving-expiry")):
+            async with (background(follow(), "gateway-follow", critical=True),
+                        background(hub.run(), "feed-tick", critical=True),
+                        background(expire_reresolving(), "reresolving-expiry", critical=True)):
                 yield
         finally:
             await link.close()

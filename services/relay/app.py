@@ -162,7 +162,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
             await records.follow_forever(link.client.jetstream(), topology.STREAMS_BUCKET)
 
         try:
-            async with background(follow(), "relay-follow-streams"):
+            async with background(follow(), "relay-follow-streams", critical=True):
                 yield
         finally:
             await upstream.close()

@@ -99,6 +99,6 @@ class SchedulerApp:
         watch = KvMirror[SessionEvent](SessionEvent, on_change=changed)
         following = watch.follow_forever(nc.jetstream(), topology.SESSIONS_BUCKET,
                                          on_reset=lost.set)
-        async with background(following, "sessions-watch"):
+        async with background(following, "sessions-watch", critical=True):
             await self.scheduler.run(stop)
 
