@@ -74,7 +74,7 @@ def run(service: str, description: str, main: Main, argv: Sequence[str] | None =
         print(f"slipstream {service}: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     except CrashedError as exc:
-        print(f"slipstream {service}: {exc}", file=sys.stderr)
+        print(f"slipstream {service}: {logs.redact_text(str(exc))}", file=sys.stderr)
         return EXIT_CRASHED
     return 0
 
@@ -96,8 +96,9 @@ async def _with_signals(main: Main, settings: Settings) -> None:
     except Exception as exc:
         if not crashed:
             raise
-        # The crashed task's error surfaces again as its scope closes: already reported.
-        log.debug("stopped after a crash", error=f"{type(exc).__name__}: {exc}")
+        # Stopping after a crash: report anything else that went wrong on the way out too.
+        log.error("error while stopping after a crash", error=f"{type(exc).__name__}: {exc}",
+                  exc_info=None if getattr(exc, "_slipstream_reported", False) else exc)
     finally:
         on_crash(None)
     if crashed:

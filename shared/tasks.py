@@ -3,15 +3,18 @@ ever left running on its own (no fire-and-forget).
 
 A task that ends with an error is logged at once, not only when its scope exits. A *critical*
 task (a service's long-lived loop: following a bucket, the feed's tick, the topology guard) is
-one the service cannot do without: its crash also calls the crash handler, which the service
-runner installs to stop the process with a non-zero status, so a supervisor (``slipstream up``,
-Kubernetes) restarts it rather than leaving it running degraded while it still says "ready".
+one the service cannot do without: its crash, or its ending at all before its scope closes,
+calls the crash handler, which the service runner installs to stop the process with status 3,
+so a supervisor (``slipstream up``, Kubernetes) restarts it rather than leaving it running
+degraded while it still says "ready". Once the handler has the error, the task's scope closes
+quietly, so the service's normal stop sequence (drain, clean up) still runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -19,33 +22,47 @@ from shared import logs
 
 log = logs.get(__name__)
 
-#: Called with the task's name and error when a critical task crashes (see :func:`on_crash`).
-_crash_handler: Callable[[str, BaseException], None] | None = None
+CrashHandler = Callable[[str, BaseException], None]
+#: What happens when a critical task crashes; per context, so each service's event loop (and
+#: each app a test runs in its own thread) has its own or none.
+_crash_handler: contextvars.ContextVar[CrashHandler | None] = contextvars.ContextVar(
+    "crash_handler", default=None)
 
 
-def on_crash(handler: Callable[[str, BaseException], None] | None) -> None:
+class EndedError(RuntimeError):
+    """A critical task returned although it is meant to run as long as its scope."""
+
+
+def on_crash(handler: CrashHandler | None) -> None:
     """Install (or remove, with ``None``) what happens when a critical task crashes."""
-    global _crash_handler  # noqa: PLW0603 - one handler per process, set by the runner
-    _crash_handler = handler
+    _crash_handler.set(handler)
 
 
-def supervise(task: asyncio.Task[Any], name: str, *, critical: bool = False) -> None:
-    """Log ``task``'s crash as soon as it happens (and, if ``critical``, call the handler)."""
-    task.add_done_callback(_report(name, critical))
+def supervise(task: asyncio.Task[Any], name: str, *, critical: bool = False) -> list[bool]:
+    """Log ``task``'s crash as soon as it happens (and, if ``critical``, call the handler).
+    Returns a flag list that holds ``True`` once a handler took the crash."""
+    handled: list[bool] = []
+    handler = _crash_handler.get()
 
-
-def _report(name: str, critical: bool) -> Callable[[asyncio.Task[Any]], None]:
     def done(task: asyncio.Task[Any]) -> None:
         if task.cancelled():
             return
         error = task.exception()
         if error is None:
-            return
+            if not critical:
+                return
+            error = EndedError("ended on its own")
+        first = not getattr(error, "_slipstream_reported", False)
+        with contextlib.suppress(AttributeError):
+            error._slipstream_reported = True  # type: ignore[attr-defined]
         log.error("background task crashed", task=name, critical=critical,
-                  error=f"{type(error).__name__}: {error}", exc_info=error)
-        if critical and _crash_handler is not None:
-            _crash_handler(name, error)
-    return done
+                  error=f"{type(error).__name__}: {error}", exc_info=error if first else None)
+        if critical and handler is not None:
+            handler(name, error)
+            handled.append(True)
+
+    task.add_done_callback(done)
+    return handled
 
 
 @contextlib.asynccontextmanager
@@ -53,10 +70,15 @@ async def background(coro: Coroutine[Any, Any, None], name: str, *,
                      critical: bool = False) -> AsyncIterator[asyncio.Task[None]]:
     """Run ``coro`` while the ``async with`` body runs; cancel and await it afterwards."""
     task = asyncio.create_task(coro, name=name)
-    supervise(task, name, critical=critical)
+    handled = supervise(task, name, critical=critical)
     try:
         yield task
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            if not handled:
+                raise  # nobody took it: the owner's scope gets the error, as always

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from shared import tasks
 from tests.procs import ROOT, base_env
 
@@ -22,30 +24,42 @@ async def _forever() -> None:
     await asyncio.Event().wait()
 
 
-def test_only_a_critical_task_that_crashes_calls_the_handler() -> None:
+async def _returns() -> None:
+    await asyncio.sleep(0.01)
+
+
+def test_only_a_critical_task_that_crashes_or_ends_calls_the_handler() -> None:
     crashed: list[str] = []
 
     async def scenario() -> None:
         async with tasks.background(_forever(), "cancelled", critical=True):
             await asyncio.sleep(0.01)  # cancelled on exit: not a crash
-        try:
+        with pytest.raises(RuntimeError, match="boom"):  # nobody takes it: the scope gets it
             async with tasks.background(_boom(), "minor"):
                 await asyncio.sleep(0.05)
-        except RuntimeError:
-            pass  # the error still surfaces in the owner's scope, as before
-        try:
-            async with tasks.background(_boom(), "vital", critical=True):
-                await asyncio.sleep(0.05)
-                assert crashed == ["vital: boom"]  # reported while the scope still runs
-        except RuntimeError:
-            pass
+        async with tasks.background(_boom(), "vital", critical=True):
+            await asyncio.sleep(0.05)
+            assert crashed == ["vital: boom"]  # reported while the scope still runs
+        # ...and the scope closes quietly: the handler owns it, the stop sequence goes on
+        async with tasks.background(_returns(), "loop", critical=True):
+            await asyncio.sleep(0.05)
 
     tasks.on_crash(lambda name, error: crashed.append(f"{name}: {error}"))
     try:
         asyncio.run(scenario())
     finally:
         tasks.on_crash(None)
-    assert crashed == ["vital: boom"]
+    assert crashed == ["vital: boom", "loop: ended on its own"]
+
+
+def test_without_a_handler_a_critical_crash_reaches_its_scope() -> None:
+    """Apps run in a test's own thread install no handler: errors surface as they always did."""
+    async def scenario() -> None:
+        async with tasks.background(_boom(), "vital", critical=True):
+            await asyncio.sleep(0.05)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(scenario())
 
 
 def test_a_service_whose_critical_task_crashes_exits_3(tmp_path: Path) -> None:
@@ -61,6 +75,7 @@ def test_a_service_whose_critical_task_crashes_exits_3(tmp_path: Path) -> None:
         async def main(settings, stop):
             async with background(boom(), "follow-streams", critical=True):
                 await stop.wait()
+            print("stop sequence ran", flush=True)  # drain and clean-up still happen
 
         sys.exit(run("relay", "test service", main, []))
     ''')
@@ -70,3 +85,4 @@ def test_a_service_whose_critical_task_crashes_exits_3(tmp_path: Path) -> None:
     assert ("slipstream relay: stopped: background task follow-streams (RuntimeError: the "
             "follower broke) crashed") in done.stderr
     assert "background task crashed" in done.stdout + done.stderr  # logged when it happened
+    assert "stop sequence ran" in done.stdout
