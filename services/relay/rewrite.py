@@ -129,6 +129,8 @@ def rewrite(text: str, base: str, mint: Mint, *, imports: Mapping[str, str] | No
     body = text.removeprefix("\ufeff")
     if not body.startswith("#EXTM3U"):
         raise PlaylistError("not an HLS playlist (no #EXTM3U header)")
+    if body.count("\n") >= MAX_LINES:  # before splitting: a million lines is a million strings
+        raise PlaylistError(f"more than {MAX_LINES} lines")
     variables: dict[str, str] = {}
     if "#EXT-X-DEFINE:" in body:
         body = _defines(body, base, variables, imports or {})

@@ -125,8 +125,12 @@ def _memory(pid: int) -> dict[str, int]:
 async def test_the_relay_process_memory_stays_bounded_by_its_caps(
         nc: Client, nats_url: str, serve: Callable[..., str], tmp_path: Path) -> None:
     """The relay as its own process, every hostile playlist at once, twenty rounds: its peak
-    memory grows by a bounded amount (set by the 4 MiB body cap, not by the 64 MB bomb, the
-    10 MB line or the endless body) and levels off (nothing is kept from round to round)."""
+    memory grows by a bounded amount, set by the 4 MiB body cap, not by the 64 MB bomb, the
+    10 MB line, the million lines or the endless body.
+
+    Only the peak is asserted: resident memory between rounds moves with the allocator (run
+    for 80 rounds it rose and fell, 99 to 178 to 161 MiB, before the line count was checked
+    ahead of splitting; 60 rounds after it peaked at 143 MiB), so "levels off" is no test."""
     bomb()
     origin = serve(Litestar([playlist], openapi_config=None, logging_config=None))
     names = [n for n in REASONS if n != "slow-drip"]  # a matter of time, not of memory
@@ -165,7 +169,6 @@ async def test_the_relay_process_memory_stays_bounded_by_its_caps(
     figures = (f"relay RSS idle {idle / mib:.0f} MiB, warm {warm / mib:.0f} MiB, after rounds "
                f"{[round(a / mib) for a in after]} MiB, peak {peak / mib:.0f} MiB")
     print(figures)
-    # Measured here: idle 83, peak 141 MiB, level from about round 10 on. Before the bounded inflate
-    # (httpx inflated the bomb's 64 KB into 64 MB in one step) the peak was 347 MiB.
+    # Measured here: idle 83, peak 141-146 MiB. Before the bounded inflate (httpx inflated the
+    # bomb's 64 KB into 64 MB in one step) the peak was 347 MiB.
     assert peak - idle < 96 * mib, figures
-    assert after[-1] - after[9] < 16 * mib, figures  # levelled off: no body kept per round
