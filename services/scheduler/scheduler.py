@@ -132,23 +132,27 @@ class Scheduler:
                     w.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await w
-            if self.state_lost.is_set() and self.publisher is not None:
+            if self.state_lost.is_set():
                 self.state_lost.clear()
                 log.warning("session states vanished from the KV; recording them again")
-                try:
-                    self.publisher.state = await read_state(self.kv)
-                except (TimeoutError, NatsError) as exc:
+                if not await self._reread_state():
                     # The bucket may be missing for a moment (being re-created): try again.
-                    log.warning("could not re-read session states; retrying",
-                                error=str(exc) or type(exc).__name__)
                     await asyncio.sleep(RETRY_AFTER)
                     self.state_lost.set()
             if self.resync_requested.is_set() or self.clock.now() >= resync_at:
                 self.resync_requested.clear()
                 await self.sync()
-                if self.publisher is not None:
-                    # The KV is the truth (it may have been lost and re-created behind our
-                    # back): what is missing there is published and recorded again (the
-                    # stream's dedup keeps SESSIONS free of repeats).
-                    with contextlib.suppress(TimeoutError, NatsError):
-                        self.publisher.state = await read_state(self.kv)
+                await self._reread_state()
+
+    async def _reread_state(self) -> bool:
+        """Take the KV as the truth again (it may have been lost or emptied behind our back):
+        what is missing there is published and recorded again on the next tick (the stream's
+        dedup keeps SESSIONS free of repeats). ``False`` if it could not be read."""
+        if self.publisher is None:
+            return True
+        try:
+            self.publisher.state = await read_state(self.kv)
+        except (TimeoutError, NatsError) as exc:
+            log.warning("could not re-read session states", error=str(exc) or type(exc).__name__)
+            return False
+        return True
