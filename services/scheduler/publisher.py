@@ -72,8 +72,9 @@ class Publisher:
             return False
         return bool(last.headers and last.headers.get("Nats-Msg-Id") == msg_id)
 
-    async def publish(self, event: SessionEvent) -> bool:
-        """Publish one event and record it; ``True`` if it was new on the stream."""
+    async def publish(self, event: SessionEvent, *, record: bool = True) -> bool:
+        """Publish one event and (unless a newer one follows at once) record it; ``True`` if it
+        was new on the stream."""
         key = event.session.key
         subject = subjects.session_event(key, phase_of(event).value)
         msg_id = message_id(event)
@@ -81,7 +82,8 @@ class Publisher:
         if not await self._already_published(subject, msg_id):
             ack = await self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": msg_id})
             fresh = not ack.duplicate
-        await self._record(key, event)
+        if record:
+            await self._record(key, event)
         PUBLISHED.labels(phase_of(event).value, "new" if fresh else "already_stored").inc()
         log.info("session event", subject=subject, at=event.at.isoformat(),
                  published=fresh)

@@ -99,9 +99,14 @@ class Scheduler:
             known = {k: v.event for k, v in self.publisher.state.items()}
             due = plan(self.entries, known, now, self.timing,
                        season=self.calendar.season if self.complete and self.calendar else None)
+            # Every due event goes on the stream, but the KV gets only each session's newest:
+            # a session caught up on (after a restart, or its state lost) must not pass through
+            # "scheduled" in the KV on its way to "live", where a reader (an extractor job)
+            # would take it as over.
+            newest = {event.session.key: i for i, event in enumerate(due)}
             try:
-                for event in due:
-                    await self.publisher.publish(event)
+                for i, event in enumerate(due):
+                    await self.publisher.publish(event, record=newest[event.session.key] == i)
                 break
             except StaleStateError as exc:
                 log.info("state changed under us; re-reading", reason=str(exc))

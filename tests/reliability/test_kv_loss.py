@@ -25,7 +25,7 @@ from shared.kv import keys as kv_keys
 from shared.natsserver import EmbeddedNats
 from tests.conftest import free_port
 from tests.procs import wait_until
-from tests.system import System, healthy
+from tests.system import System, healthy, records
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -152,7 +152,8 @@ def test_lost_buckets_are_rebuilt_and_nobody_serves_stale_streams(tmp_path: Path
             wait_until(lambda: healthy(system.servers), 90, "streams re-resolved after the purge")
             wait_until(lambda: playable(system), 60, "playable after both streams were purged")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{system.tails()}") from None
+            raise AssertionError(f"{exc}\nsprint records: {records(system.servers)}\n"
+                                 f"{system.tails()}") from None
         readiness = [json.loads(httpx.get(system.url(n, "/readyz")).text)["ready"]
                      for n in ("scheduler", "extractor", "relay", "gateway")]
         assert readiness == [True, True, True, True]

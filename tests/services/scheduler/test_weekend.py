@@ -158,3 +158,20 @@ async def test_a_failing_source_keeps_the_last_good_calendar(nc: Client, tmp_pat
     fresh = await new_scheduler(nc, calendar, clock, tmp_path)
     assert len(fresh.entries) == 10
     assert fresh.complete is False
+
+
+async def test_catching_up_records_only_each_sessions_newest_phase(nc: Client,
+                                                                   tmp_path: Path) -> None:
+    """A scheduler that starts (or rebuilds lost state) mid-weekend publishes every missed
+    transition on the stream, but the KV goes straight to the current phase: a session never
+    passes through "scheduled" there on its way to "live" (an extractor job would stop)."""
+    clock = FakeClock(at(2, 16, 10))  # Miami sprint live
+    calendar = write(tmp_path / "calendar.toml", two_weekends())
+    s = await new_scheduler(nc, calendar, clock, tmp_path)
+    await s.tick()
+    kv = await topology.sessions_kv(nc.jetstream())
+    history = [decode(e.value or b"", SessionEvent)  # type: ignore[arg-type]
+               for e in await kv.history("2026.miami.sprint")]
+    assert [phase_of(e) for e in history] == [Phase.LIVE]
+    stream = [p for k, p, _ in await published(nc) if k == "2026.miami.sprint"]
+    assert stream == ["scheduled", "upcoming", "live"]
