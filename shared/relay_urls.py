@@ -13,10 +13,13 @@ the playlists it fetched itself; nothing upstream (host, path, query, credential
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import os
 import re
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,23 +41,44 @@ class RelayTokenError(Exception):
 
 
 def load_secret(value: str | None, data_dir: Path) -> bytes:
-    """The signing secret: the configured one, else one kept in the data folder (made once)."""
+    """The signing secret: the configured one, else one kept in the data folder (made once).
+
+    The relay and the gateway may both make it at the same moment: each writes its own
+    temporary file in full and links it to ``relay.secret``, which only the first link creates
+    (an existing name is never replaced), then every process reads back whatever is there. So
+    all agree on one secret, and no process ever reads a file half written."""
     if value:
         return value.encode()
     path = data_dir / "relay.secret"
+    if not path.exists():
+        _make_secret(path)
+    secret = path.read_bytes().strip()
+    if not secret:
+        raise ValueError(f"{path} is empty: delete it (a new secret is made) or set the relay secret")
+    return secret
+
+
+def _make_secret(path: Path) -> None:
+    """Create ``path`` holding a fresh secret (mode 0600), unless it exists already."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
     try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = secrets.token_urlsafe(32).encode()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(fresh)
-        tmp.chmod(0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_urlsafe(32).encode())
+            out.flush()
+            os.fsync(out.fileno())
         try:
-            tmp.rename(path)  # keep a secret another process wrote first
+            os.link(tmp, path)  # atomic and exclusive: fails if the name exists
         except FileExistsError:
-            tmp.unlink()
-        return path.read_bytes().strip()
+            return  # another process made it first: theirs is the secret
+    finally:
+        os.unlink(tmp)
+    with contextlib.suppress(OSError):  # the new name survives a crash too
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def _b64(data: bytes) -> str:
