@@ -7,18 +7,25 @@ deaf) and drains on close. The first connection is retried by the service runner
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import Any
+from typing import Any, Final
 
 import nats
 from fast_depends.msgspec import MsgSpecSerializer
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 
 from shared import logs
 from shared.settings import NatsSettings
 
 log = logs.get(__name__)
+
+#: How long a stopping service waits for in-flight handlers and for draining its connection
+#: (seconds). Its whole stop must fit in the 5 s that supervisors allow.
+STOP_GRACE: Final = 2.0
 
 
 def client_name(service: str) -> str:
@@ -67,7 +74,26 @@ async def connect(servers: list[str], service: str, settings: NatsSettings) -> C
 def broker(servers: list[str], service: str, settings: NatsSettings, **kwargs: Any) -> NatsBroker:
     """A FastStream broker with msgspec payloads and the same connection policy."""
     options = connect_options(servers, service, settings)
-    # FastStream logs through the root handler (our format); a line per message only in debug.
-    return NatsBroker(serializer=MsgSpecSerializer(), graceful_timeout=15.0,
-                      logger=logging.getLogger("faststream"), log_level=logging.DEBUG,
+    # FastStream logs through a logger of ours (our handler, format and redaction; warnings
+    # only unless log_level is debug); a line per message only in debug. A stop waits for
+    # in-flight handlers at most STOP_GRACE: services cancel long work themselves on stop.
+    return NatsBroker(serializer=MsgSpecSerializer(), graceful_timeout=STOP_GRACE,
+                      logger=logging.getLogger(logs.BROKER_LOGGER), log_level=logging.DEBUG,
                       **options, **kwargs)
+
+
+async def close(nc: Client) -> None:
+    """Drain a connection that is up (within :data:`STOP_GRACE`), close one that is not: a
+    server that is already gone is given up on at once instead of waited for through
+    reconnects."""
+    if nc.is_closed:
+        return
+    if nc.is_connected and not nc.is_draining:
+        try:
+            await asyncio.wait_for(nc.drain(), STOP_GRACE)
+        except (TimeoutError, NatsError) as exc:
+            log.warning("nats drain cut short", error=f"{type(exc).__name__}: {exc}")
+        else:
+            return
+    with contextlib.suppress(NatsError):
+        await nc.close()

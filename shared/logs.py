@@ -1,7 +1,10 @@
 """Structured logging for every service: JSON when not on a terminal, secrets redacted.
 
-Third-party loggers (uvicorn, FastStream, nats) go through the same processors, so one format
-and one redaction rule cover every line a service writes.
+Third-party loggers (uvicorn, FastStream, nats), Python warnings and uncaught exceptions go
+through the same processors, so one format and one redaction rule cover every line a service
+writes. FastStream configures a ``faststream`` logger of its own on import (its own handler,
+forced colours, no propagation): :func:`configure` takes it back, and brokers log through
+:data:`BROKER_LOGGER`, which is ours.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Mapping, MutableMapping
+from types import TracebackType
 from typing import Any, Final
 
 import structlog
@@ -46,6 +51,18 @@ def redact_text(text: str) -> str:
     if " HTTP/" in text:
         text = _REQUEST.sub(_request, text)
     return text
+
+
+#: The logger FastStream brokers get (``shared.bus.broker``): it propagates to our handler.
+BROKER_LOGGER: Final = "slipstream.broker"
+
+
+class _NotTwice(logging.Filter):
+    """Drop FastStream's own "Connection broken with ..." line: FastStream logs it from its
+    wrapper around the broker's ``error_cb``, which logs the same error already (structured)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Connection broken with")
 
 
 def _redact_value(key: str, value: Any) -> Any:
@@ -96,10 +113,35 @@ def configure(service: str, level: str = "info", fmt: str = "auto") -> None:
     # uvicorn's access log is per request; keep it at warning unless debugging.
     quiet = "DEBUG" if level == "debug" else "WARNING"
     logging.getLogger("uvicorn.access").setLevel(quiet)
-    # One line per HTTP request made (probes every few seconds) is debug material.
-    for name in ("httpx", "httpcore", "streamlink", "yt_dlp"):
+    # One line per HTTP request made (probes every few seconds) is debug material; so are
+    # FastStream's per-message lines and its "callback for Task-N is being executed" on every
+    # subscriber stop.
+    for name in ("httpx", "httpcore", "streamlink", "yt_dlp", BROKER_LOGGER, "faststream"):
         logging.getLogger(name).setLevel(quiet)
+    for name in (BROKER_LOGGER, "faststream"):
+        theirs = logging.getLogger(name)
+        theirs.handlers = []  # FastStream's own coloured stderr handler
+        theirs.propagate = True
+        if not any(isinstance(f, _NotTwice) for f in theirs.filters):
+            theirs.addFilter(_NotTwice())
+    logging.captureWarnings(True)
+    _route_uncaught()
     structlog.contextvars.bind_contextvars(service=service)
+
+
+def _route_uncaught() -> None:
+    """Uncaught exceptions (main thread and threads) become one log line, not a raw traceback."""
+    crash_log = logging.getLogger("slipstream.uncaught")
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        crash_log.critical("uncaught exception", exc_info=(kind, value, tb))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            hook(args.exc_type, args.exc_value, args.exc_traceback)
+
+    sys.excepthook = hook
+    threading.excepthook = thread_hook
 
 
 def get(name: str) -> Any:

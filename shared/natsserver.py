@@ -3,6 +3,10 @@
 It binds to loopback, lets the server pick a free port (another NATS may own 4222) and reads
 the port back from the server's ports file, so there is no probe-then-bind race. The store
 lives in the given folder with ``sync_interval: always``: acked data survives a crash.
+
+The server runs in its own session, so a terminal's Ctrl-C (SIGINT to the foreground process
+group) reaches only its owner, which stops the services first and NATS last. With ``json_log``
+its log lines are written as JSON, like every service's.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 _PR_SET_PDEATHSIG: Final = 1
 
@@ -71,12 +77,36 @@ def _config(store: Path, ports_dir: Path, host: str, port: int, name: str, *,
     return "\n".join([*lines, ""])
 
 
+_LEVELS: Final = {"[INF]": "info", "[WRN]": "warning", "[ERR]": "error", "[FTL]": "critical",
+                  "[DBG]": "debug", "[TRC]": "debug"}
+
+
+def json_line(raw: str) -> str:
+    """One nats-server log line (``[pid] 2026/12/02 02:02:10.123456 [INF] text``) as JSON."""
+    parts = raw.split(" ", 4)
+    level, text = "info", raw
+    if len(parts) == 5 and parts[3] in _LEVELS:
+        level, text = _LEVELS[parts[3]], parts[4]
+    return json.dumps({"event": text, "service": "nats", "level": level, "logger": "nats-server",
+                       "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")})
+
+
+def _copy_as_json(stream: IO[bytes], path: Path) -> None:
+    with stream, path.open("a", encoding="utf-8") as out:
+        for raw in stream:
+            out.write(json_line(raw.decode("utf-8", "replace").rstrip("\n")) + "\n")
+            out.flush()
+
+
 class EmbeddedNats:
     """One ``nats-server`` process with JetStream, owned by this process."""
 
     def __init__(self, folder: Path, *, host: str = "127.0.0.1", port: int = -1,
-                 name: str = "slipstream", cluster: ClusterNode | None = None) -> None:
+                 name: str = "slipstream", cluster: ClusterNode | None = None,
+                 json_log: bool = False) -> None:
         self.folder = folder
+        self.json_log = json_log
+        self._copier: threading.Thread | None = None
         self.host = host
         self.port = port
         self.name = name
@@ -100,9 +130,15 @@ class EmbeddedNats:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [nats_server_binary(), "-c", str(conf)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if self.json_log else log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
             )
+        if self.json_log and self.process.stdout is not None:
+            self._copier = threading.Thread(target=_copy_as_json,
+                                            args=(self.process.stdout, self.log_path),
+                                            name="nats-log", daemon=True)
+            self._copier.start()
         ports_file = self.folder / f"{Path(nats_server_binary()).name}_{self.process.pid}.ports"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -153,3 +189,5 @@ class EmbeddedNats:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if self._copier is not None:
+            self._copier.join(1.0)

@@ -5,6 +5,11 @@ errors and operator-fixable start-up errors into one readable message and a non-
 (2 for settings, 1 for start-up), turns SIGINT/SIGTERM into a graceful stop, and stops the
 service with status 3 when one of its critical background tasks crashes (a supervisor then
 restarts it: crash and restart rather than run on degraded).
+
+A stop is bounded: in-flight handlers get :data:`shared.bus.STOP_GRACE`, a NATS connection that
+is already gone is closed instead of drained, HTTP requests get :data:`HTTP_GRACE`, and worker
+threads still blocked in a library call (yt-dlp, streamlink) when everything else has stopped
+do not keep the process alive: it exits without them.
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final
 
 from faststream.nats import NatsBroker
 from litestar import Litestar
 from litestar.datastructures import State
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.errors import NoServersError
 
 from shared import bus, logs, subjects, topology
@@ -36,6 +45,10 @@ log = logs.get(__name__)
 EXIT_SETTINGS: Final = 2
 EXIT_STARTUP: Final = 1
 EXIT_CRASHED: Final = 3
+#: Seconds an HTTP server gives in-flight requests (a viewer's segment) when stopping.
+HTTP_GRACE: Final = 2
+#: Seconds the event loop's worker threads get once the service has stopped.
+THREAD_GRACE: Final = 0.5
 
 
 class CrashedError(RuntimeError):
@@ -68,15 +81,50 @@ def run(service: str, description: str, main: Main, argv: Sequence[str] | None =
         print(f"slipstream {service}: {exc}", file=sys.stderr)
         return EXIT_SETTINGS
     logs.configure(service, settings.log_level, settings.log_format)
+    status = 0
     try:
-        asyncio.run(_with_signals(main, settings))
+        _run_loop(_with_signals(main, settings))
     except (StartupError, NatsNotFoundError) as exc:
-        print(f"slipstream {service}: {exc}", file=sys.stderr)
-        return EXIT_STARTUP
+        log.error(f"slipstream {service}: {exc}")
+        status = EXIT_STARTUP
     except CrashedError as exc:
-        print(f"slipstream {service}: {logs.redact_text(str(exc))}", file=sys.stderr)
-        return EXIT_CRASHED
-    return 0
+        log.error(f"slipstream {service}: {exc}")
+        status = EXIT_CRASHED
+    _exit_without_stuck_threads(status)
+    return status
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` without its unbounded wait for the default executor's threads."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            with contextlib.suppress(TimeoutError):
+                loop.run_until_complete(
+                    asyncio.wait_for(loop.shutdown_default_executor(), THREAD_GRACE))
+        finally:
+            loop.close()
+
+
+def _exit_without_stuck_threads(status: int) -> None:
+    """Everything has stopped; a worker thread still inside a blocking library call would hold
+    the interpreter's exit for as long as that call takes: exit without waiting for it."""
+    stuck = [t.name for t in threading.enumerate()
+             if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if stuck:
+        log.warning("exiting without waiting for worker threads", threads=stuck)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 async def _with_signals(main: Main, settings: Settings) -> None:
@@ -152,8 +200,8 @@ class NatsLink:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self.client is not None and not self.client.is_closed:
-            await self.client.drain()
+        if self.client is not None:
+            await bus.close(self.client)
 
 
 async def guard_topology(nc: Client, settings: Settings) -> None:
@@ -208,7 +256,7 @@ async def run_broker_service(*, service: str, settings: Settings, host: str, por
     nats_checks(readiness, lambda: holder[0] if holder else None)
     app = Litestar(route_handlers=ROUTES, state=State({"readiness": readiness}),
                    openapi_config=None, logging_config=None)
-    server = http_server(app, log_level=settings.log_level)
+    server = http_server(app, log_level=settings.log_level, graceful=HTTP_GRACE)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(server.serve([sock]), name=f"{service}-health")
         nc = await retry_connect(broker.connect, wait=settings.nats.reconnect_wait, stop=stop)
@@ -224,10 +272,23 @@ async def run_broker_service(*, service: str, settings: Settings, host: str, por
             log.info("stopping")
             if worker is not None:
                 await worker
-            await broker.stop()  # drains the connection: in-flight handlers finish
+            await _stop_broker(broker, nc)  # in-flight handlers finish (bounded), then drain
             if cleanup is not None:
                 await cleanup()  # what the handlers used is closed only after they finished
         server.should_exit = True
+
+
+async def _stop_broker(broker: NatsBroker, nc: Client) -> None:
+    """Stop the subscribers and drain, within bounds; a broker already gone is given up on."""
+    if not nc.is_connected:
+        await bus.close(nc)  # nothing to drain into: do not wait for a reconnect
+    try:
+        async with asyncio.timeout(bus.STOP_GRACE * 2):
+            await broker.stop()
+    except (TimeoutError, NatsError, ExceptionGroup) as exc:
+        log.warning("broker did not stop cleanly; closing its connection",
+                    error=f"{type(exc).__name__}: {exc}")
+        await bus.close(nc)
 
 
 async def serve_app(*, service: str, settings: Settings, host: str, port: int,
@@ -235,25 +296,13 @@ async def serve_app(*, service: str, settings: Settings, host: str, port: int,
                     ws_ping: float = 20.0) -> None:
     """Serve an ASGI app until ``stop``; the port is bound first so conflicts fail fast."""
     sock = bind(host, port, f"{service}.port", send_buffer=send_buffer)
-    server = http_server(app, log_level=settings.log_level, ws_ping=ws_ping)
+    server = http_server(app, log_level=settings.log_level, ws_ping=ws_ping, graceful=HTTP_GRACE)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(server.serve([sock]), name=f"{service}-http")
         log.info("listening", url=f"http://{host}:{port}/")
         await stop.wait()
         log.info("stopping")
         server.should_exit = True
-
-
-def nats_lifespan(link: NatsLink) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
-    """A Litestar lifespan that connects ``link`` in the background and drains it on shutdown."""
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Any) -> AsyncIterator[None]:
-        link.start()
-        try:
-            yield
-        finally:
-            await link.close()
-    return lifespan
 
 
 def readiness_for(link: NatsLink) -> Readiness:

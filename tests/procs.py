@@ -63,9 +63,12 @@ def alive(pid: int) -> bool:
 class Proc:
     """A process whose stderr+stdout is collected line by line in the background."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], *, new_group: bool = False) -> None:
+        # new_group: the process leads a process group of its own, as a shell's job does, so
+        # a test can signal the whole group as a terminal's Ctrl-C would.
         self.popen = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+                                      stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                                      process_group=0 if new_group else None)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

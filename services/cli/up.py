@@ -3,7 +3,9 @@
 Order: settings and ports are checked before anything starts (one error lists every problem);
 NATS comes up (embedded unless ``SLIPSTREAM_NATS_URL`` is set), then the demo origin (it writes
 the demo calendar), then the services. The runtime file in the data folder tells every other
-``slipstream`` command where things are. SIGINT/SIGTERM stop everything, in reverse order.
+``slipstream`` command where things are. SIGINT/SIGTERM stop everything, in reverse order,
+within :data:`STOP_BUDGET` seconds. With ``log_format = json`` what ``up`` itself says is JSON
+too, like every log file it writes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -20,6 +23,7 @@ from typing import Final
 import httpx
 
 from services.cli.supervisor import Child, Supervisor, python_module
+from shared import logs
 from shared.calendar import demo_calendar_path
 from shared.http import StartupError, bind
 from shared.natsserver import EmbeddedNats, NatsServerError
@@ -35,10 +39,27 @@ from shared.settings import Settings
 
 SERVICES: Final = ("scheduler", "extractor", "relay", "gateway")
 READY_TIMEOUT: Final = 90.0
+#: Seconds the services get to stop before they are killed; NATS stops after them.
+STOP_BUDGET: Final = 3.5
+
+Say = Callable[[str], None]
 
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def voice(settings: Settings) -> Say:
+    """How ``up`` talks: plain lines for a person, or JSON log lines under ``log_format = json``."""
+    if settings.log_format != "json":
+        return _say
+    logs.configure("up", settings.log_level, "json")
+    log = logs.get(__name__)
+
+    def say(text: str) -> None:
+        log.info(text.strip())
+
+    return say
 
 
 def _endpoints(settings: Settings) -> dict[str, tuple[str, int]]:
@@ -85,7 +106,7 @@ def _child_env(settings: Settings, nats_url: str, data_dir: Path) -> dict[str, s
     return env
 
 
-def _wait_ready(sup: Supervisor, urls: dict[str, str], stopping: list[bool]) -> bool:
+def _wait_ready(sup: Supervisor, urls: dict[str, str], stopping: list[bool], say: Say) -> bool:
     pending = dict(urls)
     deadline = time.monotonic() + READY_TIMEOUT
     with httpx.Client(timeout=1.0) as client:
@@ -94,13 +115,13 @@ def _wait_ready(sup: Supervisor, urls: dict[str, str], stopping: list[bool]) -> 
             for name, url in list(pending.items()):
                 try:
                     if client.get(url).status_code == 200:
-                        _say(f"  {name:<10} ready")
+                        say(f"  {name:<10} ready")
                         del pending[name]
                 except httpx.HTTPError:
                     pass
             time.sleep(0.2)
     if pending and not stopping:
-        _say(f"not ready after {READY_TIMEOUT:.0f} s: {', '.join(pending)} (see their logs in "
+        say(f"not ready after {READY_TIMEOUT:.0f} s: {', '.join(pending)} (see their logs in "
              f"{next(iter(sup.children)).log_path.parent})")
     return not pending
 
@@ -108,35 +129,37 @@ def _wait_ready(sup: Supervisor, urls: dict[str, str], stopping: list[bool]) -> 
 class _Up:
     """One run of ``slipstream up``: what it started, so that it can stop exactly that."""
 
-    def __init__(self, settings: Settings, config: str | None, data_dir: Path) -> None:
+    def __init__(self, settings: Settings, config: str | None, data_dir: Path, say: Say) -> None:
         self.settings = settings
+        self.say = say
         self.config = config
         self.data_dir = data_dir
         self.stopping: list[bool] = []
         self.nats: EmbeddedNats | None = None
-        self.sup = Supervisor(_say)
+        self.sup = Supervisor(say)
         self.logs = data_dir / "logs"
 
     def on_signal(self, signum: int, _: FrameType | None) -> None:
         if not self.stopping:
-            _say(f"\n{signal.Signals(signum).name}: stopping Slipstream")
+            self.say(f"\n{signal.Signals(signum).name}: stopping Slipstream")
         self.stopping.append(True)
 
     def start_nats(self) -> str:
         if self.settings.nats.servers:
             url = ",".join(self.settings.nats.servers)
-            _say(f"  nats       {url} (external)")
+            self.say(f"  nats       {url} (external)")
             return url
-        self.nats = EmbeddedNats(self.data_dir / "nats")
+        self.nats = EmbeddedNats(self.data_dir / "nats",
+                                 json_log=self.settings.log_format != "console")
         url = self.nats.start()
-        _say(f"  nats       {url} (embedded, store {self.nats.folder / 'store'})")
+        self.say(f"  nats       {url} (embedded, store {self.nats.folder / 'store'})")
         return url
 
     def start(self) -> bool:
         """Start everything; ``False`` if start-up was interrupted or failed to get ready."""
         settings = self.settings
         check_ports(settings)
-        _say(f"Slipstream: data folder {self.data_dir}")
+        self.say(f"Slipstream: data folder {self.data_dir}")
         nats_url = self.start_nats()
         env = _child_env(settings, nats_url, self.data_dir)
         if self.config:
@@ -145,7 +168,7 @@ class _Up:
                   for name, (h, p) in _endpoints(settings).items()}
         if settings.demo.enabled:
             self.sup.add(Child("demo", python_module("services.demo"), env, self.logs / "demo.log"))
-            if not _wait_ready(self.sup, {"demo": health["demo"]}, self.stopping):
+            if not _wait_ready(self.sup, {"demo": health["demo"]}, self.stopping, self.say):
                 if self.stopping:
                     return False
                 raise StartupError(f"the demo origin did not start; see {self.logs / 'demo.log'}")
@@ -157,10 +180,10 @@ class _Up:
             gateway_url=settings.gateway_url, relay_url=settings.relay_public_url,
             demo_url=f"http://{settings.demo.host}:{settings.demo.port}" if settings.demo.enabled
             else None))
-        if _wait_ready(self.sup, {n: health[n] for n in SERVICES}, self.stopping):
+        if _wait_ready(self.sup, {n: health[n] for n in SERVICES}, self.stopping, self.say):
             demo = (f"\n  demo origin  http://{settings.demo.host}:{settings.demo.port}/"
                     if settings.demo.enabled else "")
-            _say(f"\nSlipstream is ready: open {settings.gateway_url}\n"
+            self.say(f"\nSlipstream is ready: open {settings.gateway_url}\n"
                  f"  relay        {settings.relay_public_url}/{demo}\n"
                  f"  logs         {self.logs}\n"
                  "Ctrl-C stops everything.")
@@ -172,29 +195,30 @@ class _Up:
             time.sleep(0.25)
 
     def stop(self) -> None:
-        self.sup.stop()
+        self.sup.stop(STOP_BUDGET)
         if self.nats is not None:
-            self.nats.stop()
+            self.nats.stop(timeout=STOP_BUDGET)
         clear_runtime(self.data_dir)
 
 
 def up(settings: Settings, config: str | None) -> int:
     """Run everything until a signal; return the exit status."""
+    say = voice(settings)
     data_dir = ensure_data_dir(settings)
     lock = DataDirLock(data_dir)
     try:
         lock.acquire()
     except AlreadyRunningError as exc:
-        _say(f"slipstream up: {exc}")
+        say(f"slipstream up: {exc}")
         return 1
-    run = _Up(settings, config, data_dir)
+    run = _Up(settings, config, data_dir, say)
     old = {s: signal.signal(s, run.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     status = 0
     try:
         run.start()
         run.supervise()
     except (StartupError, NatsServerError) as exc:
-        _say(f"slipstream up: {exc}")
+        say(f"slipstream up: {exc}")
         status = 1
     finally:
         run.stop()
@@ -202,5 +226,5 @@ def up(settings: Settings, config: str | None) -> int:
         for s, handler in old.items():
             signal.signal(s, handler)
     if run.stopping:
-        _say("Slipstream stopped.")
+        say("Slipstream stopped.")
     return status

@@ -114,7 +114,11 @@ class Chromium:
         self.browser = self.playwright = self.process = self.profile = None
 
     async def shutdown(self) -> None:
-        async with self._lock:
+        """The service stops: kill Chromium's process group at once (nothing of it is worth
+        waiting for), then release what is left. A run cancelled mid-start may still hold
+        the lock for a moment; the kill does not wait for it."""
+        self.kill()
+        async with asyncio.timeout(CLOSE_TIMEOUT), self._lock:
             await self._stop()
 
 
