@@ -24,6 +24,9 @@ DEADLETTER_ALL: Final = f"{DEADLETTER_PREFIX}.>"
 #: Core NATS request subject: ask every scheduler to re-read its calendar now.
 SCHEDULER_RESYNC: Final = "control.scheduler.resync"
 
+#: The last token of a dead letter whose subject names no session (garbage on ``sessions.x``).
+UNPARSED: Final = "unparsed"
+
 _TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -100,6 +103,25 @@ def stream_feed(session: str | None = None) -> str:
     return f"$KV.streams.{stream_keys(session)}"
 
 
-def deadletter(consumer: str, session: str) -> str:
-    """Subject of a job that failed for good: ``deadletter.extractor.2026.monaco.race``."""
-    return f"{DEADLETTER_PREFIX}.{check_token(consumer)}.{check_session_key(session)}"
+def session_of(subject: str) -> str | None:
+    """The session key that a session-event or job subject names (``2026.monaco.race`` from
+    ``sessions.2026.monaco.race.live`` or ``jobs.extract.2026.monaco.race.demo``), or ``None``
+    when the subject is not one of those, well formed."""
+    for prefix in (SESSIONS_PREFIX, JOBS_PREFIX):
+        if not subject.startswith(f"{prefix}."):
+            continue
+        parts = subject.removeprefix(f"{prefix}.").split(".")
+        if len(parts) != 4 or not _TOKEN.match(parts[3]):
+            return None
+        try:
+            return check_session_key(".".join(parts[:3]))
+        except InvalidTokenError:
+            return None
+    return None
+
+
+def deadletter(consumer: str, session: str | None) -> str:
+    """Subject of a message that failed for good: ``deadletter.extractor.2026.monaco.race``;
+    with no session (its subject named none), ``deadletter.extractor.unparsed``."""
+    tail = UNPARSED if session is None else check_session_key(session)
+    return f"{DEADLETTER_PREFIX}.{check_token(consumer)}.{tail}"

@@ -71,7 +71,8 @@ def documentation_broker() -> NatsBroker:
     broker.publisher(
         subjects.DEADLETTER_ALL, title="dead-letters",
         description="Messages a consumer gave up on, with the reason, on the DEADLETTER stream: "
-        "deadletter.<consumer>.<season>.<event>.<kind>.")
+        "deadletter.<consumer>.<season>.<event>.<kind>, or deadletter.<consumer>.unparsed when "
+        "the message's subject named no session.")
     broker.publisher(
         STREAMS_KV, title="stream-records",
         description="KV bucket 'streams', key <season>.<event>.<kind>.<stream-id>: the "

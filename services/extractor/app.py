@@ -82,21 +82,22 @@ class ExtractorApp:
                        chromium=self.settings.extractor.chromium, proxy=self.proxy.url)
 
     async def _dead_letter(self, msg: NatsMessage, reason: str, error_type: str) -> None:
+        """Write the dead letter of ``msg``, under its session's subject, or under the
+        ``unparsed`` one when its subject names no session (garbage must never make this
+        raise: the message would come back after every ack wait, forever)."""
         raw = msg.raw_message
         meta = raw.metadata
-        session = raw.subject.removeprefix(f"{subjects.SESSIONS_PREFIX}.").removeprefix(
-            f"{subjects.JOBS_PREFIX}.")
-        session_key = ".".join(session.split(".")[:3])
-        letter = DeadLetter(consumer=meta.consumer or "", subject=raw.subject,
+        consumer = meta.consumer or ""  # the durable that got it, from its own ack subject
+        letter = DeadLetter(consumer=consumer, subject=raw.subject,
                             stream_sequence=meta.sequence.stream, deliveries=meta.num_delivered,
                             reason=reason[:1000], error_type=error_type,
                             payload=raw.data[:64 * 1024].decode("utf-8", errors="replace"),
                             failed_at=datetime.now(UTC))
+        session = subjects.session_of(raw.subject)
         try:
-            subject = subjects.deadletter(topology.WORKER_CONSUMER if "jobs" in raw.subject
-                                          else topology.EXTRACTOR_CONSUMER, session_key)
-        except ValueError:
-            subject = subjects.deadletter("extractor", "0000.unknown.unknown")
+            subject = subjects.deadletter(consumer, session)
+        except subjects.InvalidTokenError:  # a consumer the topology does not declare
+            subject = subjects.deadletter(SERVICE, session)
         if self.jobs is None:
             raise RuntimeError("extractor not started")
         await self.jobs.js.publish(subject, encode(letter),

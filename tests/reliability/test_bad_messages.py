@@ -1,7 +1,8 @@
 """Malformed messages against real processes on a real nats-server: garbage and an unknown
-event type on SESSIONS are dead-lettered with the reason and the extractor goes on (no crash
-loop, the next good event is handled); a garbage value in the streams bucket is skipped by the
-gateway, which keeps answering."""
+event type on SESSIONS, and garbage on subjects that name no session (``sessions.x``,
+``jobs.extract.x``), are dead-lettered once with the reason and the consumer that failed, never
+redelivered, and the extractor goes on (no crash loop, the next good event is handled); a
+garbage value in the streams bucket is skipped by the gateway, which keeps answering."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ RACE = Session(key="2026.monaco.race", season=2026, round=8, event="Monaco GP",
                kind=SessionKind.RACE, name="Race", start=datetime.now(UTC).replace(microsecond=0))
 
 
-async def test_bad_session_events_are_dead_lettered_and_the_extractor_goes_on(
+async def test_bad_messages_are_dead_lettered_once_and_the_extractor_goes_on(
         nc: Client, nats_server: EmbeddedNats, tmp_path: Path) -> None:
     js = nc.jetstream()
     await topology.apply(js)
@@ -49,28 +50,53 @@ async def test_bad_session_events_are_dead_lettered_and_the_extractor_goes_on(
         unknown = json.loads(encode(Live(session=RACE, at=datetime.now(UTC))))
         unknown["phase"] = "exploded"
         await js.publish(subject, json.dumps(unknown).encode())
+        # Subjects that name no session: the streams store them, the consumers get them.
+        bad_session = await js.publish(f"{subjects.SESSIONS_PREFIX}.x", b"garbage")
+        bad_job = await js.publish(f"{subjects.JOBS_PREFIX}.x", b"garbage")
+        assert (bad_session.stream, bad_job.stream) == (topology.SESSIONS_STREAM,
+                                                        topology.JOBS_STREAM)
         await js.publish(subject, encode(Live(session=RACE, at=datetime.now(UTC))))
 
-        async def letters() -> list[DeadLetter]:
+        async def letters() -> list[tuple[str, DeadLetter]]:
             info = await js.stream_info(topology.DEADLETTER_STREAM)
-            return [msgspec.json.decode((await js.get_msg(topology.DEADLETTER_STREAM, seq)).data,
-                                        type=DeadLetter)
-                    for seq in range(info.state.first_seq, info.state.last_seq + 1)
-                    if info.state.messages]
+            if not info.state.messages:
+                return []
+            stored = [await js.get_msg(topology.DEADLETTER_STREAM, seq)
+                      for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+            return [(m.subject or "", msgspec.json.decode(m.data or b"", type=DeadLetter))
+                    for m in stored]
+
+        async def settled() -> bool:
+            for stream, durable in ((topology.SESSIONS_STREAM, topology.EXTRACTOR_CONSUMER),
+                                    (topology.JOBS_STREAM, topology.WORKER_CONSUMER)):
+                consumer = await js.consumer_info(stream, durable)
+                if consumer.num_pending or consumer.num_ack_pending:
+                    return False
+            return len(await letters()) == 4
 
         for _ in range(200):
-            consumer = await js.consumer_info(topology.SESSIONS_STREAM, topology.EXTRACTOR_CONSUMER)
-            if consumer.num_pending == 0 and consumer.num_ack_pending == 0 \
-                    and len(await letters()) == 2:
+            if await settled():
                 break
             await asyncio.sleep(0.1)
+        assert await settled()
         got = await letters()  # in whichever order they were handled (a first try may wait)
-        assert [letter.error_type for letter in got] == ["PayloadError", "PayloadError"]
-        assert sorted("exploded" in letter.payload for letter in got) == [False, True]
-        assert any("not json" in letter.payload for letter in got)
-        assert all(letter.subject == subject for letter in got)
-        assert consumer.num_pending == 0
-        assert consumer.num_ack_pending == 0  # the good event was handled and acknowledged
+        on_session = [letter for _, letter in got if letter.subject == subject]
+        assert [letter.error_type for letter in on_session] == ["PayloadError", "PayloadError"]
+        assert sorted("exploded" in letter.payload for letter in on_session) == [False, True]
+        assert any("not json" in letter.payload for letter in on_session)
+        by_subject = {letter.subject: (dl_subject, letter) for dl_subject, letter in got}
+        for bad, consumer in ((f"{subjects.SESSIONS_PREFIX}.x", topology.EXTRACTOR_CONSUMER),
+                              (f"{subjects.JOBS_PREFIX}.x", topology.WORKER_CONSUMER)):
+            dl_subject, letter = by_subject[bad]
+            assert letter.consumer == consumer
+            assert letter.deliveries == 1  # the first delivery was dead-lettered, not retried
+            assert letter.error_type == "PayloadError"
+            assert dl_subject == subjects.deadletter(consumer, None)
+        assert all(dl_subject.startswith(f"{subjects.DEADLETTER_PREFIX}.") for dl_subject, _ in got)
+        # Terminated, not left to come back after the ack wait: still one letter each later on.
+        await asyncio.sleep(1.0)
+        assert len(await letters()) == 4
+        assert await settled()
         assert proc.popen.poll() is None
         assert status(f"http://127.0.0.1:{port}/readyz") == 200
         assert "jobs queued" in proc.output  # the good event after the bad ones

@@ -49,3 +49,26 @@ def test_malformed_session_keys_are_refused(bad: str) -> None:
     """A session key is exactly season.event.kind."""
     with pytest.raises(InvalidTokenError):
         subjects.check_session_key(bad)
+
+
+def test_the_session_a_subject_names_or_none() -> None:
+    """Session events and jobs name their session; garbage names none (and never raises)."""
+    assert subjects.session_of(subjects.session_event("2026.monaco.race", "live")) \
+        == "2026.monaco.race"
+    assert subjects.session_of(subjects.extract_job("2026.monaco.race", "demo")) \
+        == "2026.monaco.race"
+    for garbage in ("sessions.x", "jobs.extract.x", "sessions.0000.unknown.unknown.live",
+                    "sessions.2026.monaco.race", "sessions.2026.monaco.race.live.x",
+                    "jobs.extract.2026.Monaco.race.demo", "other.2026.monaco.race.live", ""):
+        assert subjects.session_of(garbage) is None
+
+
+@given(st.text(max_size=120))
+def test_any_subject_has_a_valid_dead_letter_subject(subject: str) -> None:
+    """Whatever a message's subject, its dead letter has a subject the DEADLETTER stream stores."""
+    letter = subjects.deadletter("extract-worker", subjects.session_of(subject))
+    assert letter.startswith(f"{subjects.DEADLETTER_PREFIX}.extract-worker.")
+    assert all(subjects.check_token(t) for t in letter.split(".")[2:] if not t.isdigit())
+    assert letter.count(".") in (2, 4)  # deadletter.<consumer>.unparsed, or .<session key>
+    assert subjects.deadletter("extractor", None) == "deadletter.extractor.unparsed"
+
