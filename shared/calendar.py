@@ -31,10 +31,10 @@ from typing import Annotated, Final
 import msgspec
 
 from shared.sessions import Session, SessionKind
-from shared.subjects import session_key, slug
+from shared.subjects import TOKEN_PATTERN, session_key, slug
 from shared.times import UtcDateTime
 
-Token = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Token = Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN)]
 
 
 class CalendarSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,

@@ -32,7 +32,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from shared import logs
+from shared import logs, topology
 from shared.codec import PayloadError, decode
 from shared.tasks import background
 
@@ -146,7 +146,7 @@ class KvMirror(Generic[T]):
     async def follow_forever(self, js: JetStreamContext, bucket: str, *, pattern: str = ">",
                              check: float = 2.0, on_reset: Callable[[], None] | None = None) -> None:
         """Follow ``bucket`` until cancelled, through its deletion, re-creation and purge."""
-        stream = f"KV_{bucket}"
+        stream = topology.kv_stream(bucket)
         followed_once, forgotten = False, False
         followed: datetime | None = None  # the creation time of the bucket last followed
         while True:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 
-from shared.subjects import check_session_key
+from shared.subjects import SESSION_KEY_PATTERN, check_session_key
 from shared.times import UtcDateTime
 
 
@@ -39,8 +39,7 @@ class Phase(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-SessionKey = Annotated[str, msgspec.Meta(pattern=r"^\d{4}\.[a-z0-9][a-z0-9_-]*\.[a-z0-9][a-z0-9_-]*$",
-                                         max_length=140)]
+SessionKey = Annotated[str, msgspec.Meta(pattern=SESSION_KEY_PATTERN, max_length=140)]
 
 
 class Session(msgspec.Struct, frozen=True, kw_only=True):

@@ -25,6 +25,7 @@ import msgspec
 import platformdirs
 
 from shared.sessions import SessionKind
+from shared.subjects import TOKEN_PATTERN
 
 ENV_PREFIX: Final = "SLIPSTREAM_"
 #: Variables with our prefix that are not settings (read by the CLI and the tests).
@@ -107,7 +108,8 @@ class ExtractorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     chromium: str = "/usr/bin/chromium"
 
 
-SourceId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+#: A subject token, and short: at most 32 characters.
+SourceId = Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN, max_length=32,
                                        description="a short id: lower-case letters, digits, - and _")]
 ExtractorName = Literal["auto", "http", "ytdlp", "streamlink", "browser"]
 HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")]

@@ -13,9 +13,10 @@ from typing import Annotated
 import msgspec
 
 from shared.sessions import SessionKey
+from shared.subjects import TOKEN_PATTERN
 from shared.times import UtcDateTime
 
-StreamId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+StreamId = Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN)]
 HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$", max_length=4096)]
 
 

@@ -24,10 +24,19 @@ DEADLETTER_ALL: Final = f"{DEADLETTER_PREFIX}.>"
 #: Core NATS request subject: ask every scheduler to re-read its calendar now.
 SCHEDULER_RESYNC: Final = "control.scheduler.resync"
 
+#: One token: lower-case letters, digits, ``-`` and ``_``, at most 64 characters, starting with
+#: a letter or digit. The pattern every token-shaped field uses (unanchored, to compose).
+TOKEN: Final = r"[a-z0-9][a-z0-9_-]{0,63}"  # noqa: S105 - a pattern, not a secret
+#: A whole value that is one token (for ``msgspec.Meta(pattern=...)``).
+TOKEN_PATTERN: Final = f"^{TOKEN}$"
+#: A whole session key, ``season.event.kind`` (``2026.monaco.race``).
+SESSION_KEY_PATTERN: Final = rf"^\d{{4}}\.{TOKEN}\.{TOKEN}$"
 #: The last token of a dead letter whose subject names no session (garbage on ``sessions.x``).
 UNPARSED: Final = "unparsed"
+#: Prefix of the subjects of the JetStream stream behind a KV bucket.
+KV_PREFIX: Final = "$KV"
 
-_TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 class InvalidTokenError(ValueError):
@@ -73,11 +82,6 @@ def session_event(session: str, phase: str) -> str:
     return f"{SESSIONS_PREFIX}.{check_session_key(session)}.{check_token(phase)}"
 
 
-def session_events(session: str = "*.*.*", phase: str = "*") -> str:
-    """Filter subject for session events; defaults match every session and phase."""
-    return f"{SESSIONS_PREFIX}.{session}.{phase}"
-
-
 def stream_key(session: str, stream_id: str) -> str:
     """KV key of one resolved stream in the ``streams`` bucket: ``2026.monaco.race.demo-plain``."""
     return f"{check_session_key(session)}.{check_token(stream_id)}"
@@ -93,6 +97,11 @@ def extract_job(session: str, source_id: str) -> str:
     return f"{JOBS_PREFIX}.{check_session_key(session)}.{check_token(source_id)}"
 
 
+def kv_subjects(bucket: str) -> str:
+    """Prefix of the subjects of a KV bucket's entries: ``$KV.streams.`` (key follows)."""
+    return f"{KV_PREFIX}.{check_token(bucket)}."
+
+
 def stream_feed(session: str | None = None) -> str:
     """The change feed of stream records: the ``streams`` KV's own subjects.
 
@@ -100,7 +109,7 @@ def stream_feed(session: str | None = None) -> str:
     each message is a ``StreamRecord`` (JSON), or a removal with header ``KV-Operation: DEL``
     (or ``PURGE``) and no body. Subscribe with core NATS, or watch the bucket for a snapshot first.
     """
-    return f"$KV.streams.{stream_keys(session)}"
+    return f"{kv_subjects('streams')}{stream_keys(session)}"
 
 
 def session_of(subject: str) -> str | None:

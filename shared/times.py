@@ -24,10 +24,3 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-def utc(value: datetime) -> datetime:
-    """Return ``value`` in UTC; refuse naive datetimes instead of guessing their zone."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()} has no time zone")
-    return value.astimezone(UTC)

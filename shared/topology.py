@@ -41,9 +41,16 @@ JOBS_STREAM: Final = "JOBS"
 DEADLETTER_STREAM: Final = "DEADLETTER"
 STREAMS_BUCKET: Final = "streams"
 SESSIONS_BUCKET: Final = "sessions"
+
+
+def kv_stream(bucket: str) -> str:
+    """The name of the JetStream stream behind a KV bucket (``KV_streams``)."""
+    return f"KV_{bucket}"
+
+
 #: The streams behind the buckets (what :func:`missing` names).
-STREAMS_BUCKET_STREAM: Final = f"KV_{STREAMS_BUCKET}"
-SESSIONS_BUCKET_STREAM: Final = f"KV_{SESSIONS_BUCKET}"
+STREAMS_BUCKET_STREAM: Final = kv_stream(STREAMS_BUCKET)
+SESSIONS_BUCKET_STREAM: Final = kv_stream(SESSIONS_BUCKET)
 EXTRACTOR_CONSUMER: Final = "extractor"
 WORKER_CONSUMER: Final = "extract-worker"
 
@@ -67,14 +74,14 @@ class Bucket:
 
     @property
     def stream_name(self) -> str:
-        return f"KV_{self.name}"
+        return kv_stream(self.name)
 
     def stream_config(self, replicas: int) -> StreamConfig:
         # Mirrors what nats-py's create_key_value builds, so either can open the bucket.
         return StreamConfig(
             name=self.stream_name,
             description=self.description,
-            subjects=[f"$KV.{self.name}.>"],
+            subjects=[f"{subjects.kv_subjects(self.name)}>"],
             allow_direct=True,
             allow_rollup_hdrs=True,
             allow_msg_ttl=True,

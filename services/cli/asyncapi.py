@@ -37,8 +37,8 @@ from shared.streams import StreamRecord
 
 OUT = Path(shared.__file__).resolve().parent / "asyncapi.json"
 
-STREAMS_KV = f"$KV.{topology.STREAMS_BUCKET}.>"
-SESSIONS_KV = f"$KV.{topology.SESSIONS_BUCKET}.>"
+STREAMS_KV = f"{subjects.kv_subjects(topology.STREAMS_BUCKET)}>"
+SESSIONS_KV = f"{subjects.kv_subjects(topology.SESSIONS_BUCKET)}>"
 
 
 class ResyncRequest(msgspec.Struct, frozen=True):

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy, RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from shared import topology
+from shared import subjects, topology
 from shared.codec import PayloadError, decode
 from shared.jobs import DeadLetter, ExtractJob
 from shared.sessions import SessionEvent, phase_of
@@ -50,7 +50,7 @@ class Source:
     def subject_for(self, pattern: str | None) -> str:
         if pattern is None:
             return f"{self.subject_prefix}>" if self.kv else ">"
-        if self.kv and not pattern.startswith("$KV."):
+        if self.kv and not pattern.startswith(f"{subjects.KV_PREFIX}."):
             return f"{self.subject_prefix}{pattern}"
         return pattern
 
@@ -59,10 +59,12 @@ SOURCES: Final[dict[str, Source]] = {
     topology.SESSIONS_STREAM: Source(topology.SESSIONS_STREAM, "", SessionEvent),
     topology.JOBS_STREAM: Source(topology.JOBS_STREAM, "", ExtractJob),
     topology.DEADLETTER_STREAM: Source(topology.DEADLETTER_STREAM, "", DeadLetter),
-    topology.STREAMS_BUCKET: Source(f"KV_{topology.STREAMS_BUCKET}", f"$KV.{topology.STREAMS_BUCKET}.",
-                                    StreamRecord, kv=True),
-    topology.SESSIONS_BUCKET: Source(f"KV_{topology.SESSIONS_BUCKET}",
-                                     f"$KV.{topology.SESSIONS_BUCKET}.", SessionEvent, kv=True),
+    topology.STREAMS_BUCKET: Source(topology.STREAMS_BUCKET_STREAM,
+                                    subjects.kv_subjects(topology.STREAMS_BUCKET), StreamRecord,
+                                    kv=True),
+    topology.SESSIONS_BUCKET: Source(topology.SESSIONS_BUCKET_STREAM,
+                                     subjects.kv_subjects(topology.SESSIONS_BUCKET), SessionEvent,
+                                     kv=True),
 }
 
 
@@ -238,7 +240,8 @@ async def _first_at_or_after(js: Any, stream: str, first: int, last: int, cutoff
 async def replay(nc: Client, name: str, *, subject: str | None, since: timedelta | None,
                  from_seq: int | None, as_json: bool, republish: str | None,
                  limit: int | None, out: TextIO = sys.stdout) -> int:
-    """Print (or republish) the history; returns how many messages were read."""
+    """Print (or republish) the history, as a table or JSON lines; returns how many messages
+    were read, in either form (the command exits 0 whether or not any matched)."""
     source = source_named(name)
     if republish is not None:
         if not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", republish):
@@ -248,8 +251,10 @@ async def replay(nc: Client, name: str, *, subject: str | None, since: timedelta
             raise ReplayError(f"--republish {republish!r}: that subject belongs to Slipstream's "
                               "own streams; pick one outside sessions.>, jobs.>, deadletter.>")
     entries: list[Entry] = []
+    count = 0
     async for msg in history(nc, source, subject=subject, since=since, from_seq=from_seq,
                              limit=limit):
+        count += 1
         entry = to_entry(msg, source)
         if republish is not None:
             headers = {k: v for k, v in (entry.headers or {}).items() if not k.startswith("Nats-")}
@@ -266,7 +271,7 @@ async def replay(nc: Client, name: str, *, subject: str | None, since: timedelta
             print_table(entries, source, out)
         else:
             out.write(f"nothing in {source.stream} matches\n")
-    return len(entries)
+    return count
 
 
 async def tail(nc: Client, names: list[str], *, as_json: bool, stop: asyncio.Event,

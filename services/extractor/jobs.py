@@ -132,11 +132,11 @@ class Jobs:
             # not recorded yet. The job names its session: keep it going until that is over.
             phase = Phase.LIVE
         record, revision = await self.record(key)
-        if source is None or worker.should_stop(phase, True):
+        if source is None or worker.should_stop(phase):
             if record is not None:
                 await self.streams.delete(key)
             self.last_probe.pop(key, None)
-            return Decision(stop=True, delete=record is not None)
+            return Decision(stop=True)
         now = self.clock.now()
         interval = self.settings.extractor.probe_interval
         try:

@@ -4,7 +4,8 @@ Pure: it gets the session phase, the record in the KV (if any) and the outcome o
 probe or resolution, and says what to write, whether to stop, and when to run next. The NATS
 side (``jobs.py``) does the I/O. Rules:
 
-* the session is over (ended, cancelled, moved away) or the source is gone: delete, stop;
+* the session is not on (ended, cancelled, moved away, not yet upcoming): stop (``jobs.py``
+  stops a job whose source is gone too, and deletes the record);
 * no record yet: resolve; a failure retries with backoff and, after ``MAX_ATTEMPTS``, goes to
   the dead letters (a source that never worked must not loop forever);
 * a record: probe it; re-resolve when its URL is about to expire or it has failed; one failure
@@ -32,10 +33,9 @@ ACTIVE: Final = frozenset({Phase.UPCOMING, Phase.LIVE})
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do after a run: write or delete the record, then stop, retry or dead-letter."""
+    """What to do after a run: write the record, then stop, retry or dead-letter."""
 
     write: StreamRecord | None = None
-    delete: bool = False
     stop: bool = False
     next_run: float | None = None
     dead_letter: str | None = None
@@ -54,9 +54,9 @@ def is_over(session: Session, now: datetime, grace: float) -> bool:
     return now > end + timedelta(seconds=grace)
 
 
-def should_stop(phase: Phase | None, source_known: bool) -> bool:
-    """Whether the job has nothing left to do."""
-    return phase not in ACTIVE or not source_known
+def should_stop(phase: Phase | None) -> bool:
+    """Whether the session is not on (any more, or yet): its job has nothing left to do."""
+    return phase not in ACTIVE
 
 
 def needs_resolve(record: StreamRecord | None, now: datetime) -> bool:

@@ -56,8 +56,8 @@ async def _purge_both(url: str) -> None:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        await js.purge_stream(f"KV_{topology.SESSIONS_BUCKET}")
-        await js.purge_stream(f"KV_{topology.STREAMS_BUCKET}")
+        await js.purge_stream(topology.SESSIONS_BUCKET_STREAM)
+        await js.purge_stream(topology.STREAMS_BUCKET_STREAM)
     finally:
         await nc.drain()
 

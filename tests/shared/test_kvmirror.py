@@ -120,7 +120,7 @@ async def test_a_purged_or_re_created_bucket_is_noticed_and_followed_afresh(nc: 
         js, topology.STREAMS_BUCKET, check=0.1, on_reset=lambda: resets.append(len(mirror.values))))
     try:
         await _until(lambda: len(mirror.values) == 3, "the three records")
-        await js.purge_stream("KV_" + topology.STREAMS_BUCKET)
+        await js.purge_stream(topology.STREAMS_BUCKET_STREAM)
         for n in range(4):  # written at once: as many messages as the mirror has keys
             await kv.put("2026.monaco.race.xa", encode(record(f"xa{n}")))
         await _until(lambda: len(resets) == 1, "the purge noticed")

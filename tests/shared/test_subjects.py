@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from shared import subjects
+from shared.calendar import Token
+from shared.sessions import SessionKey
+from shared.streams import StreamId
 from shared.subjects import InvalidTokenError
 
 
@@ -72,3 +78,22 @@ def test_any_subject_has_a_valid_dead_letter_subject(subject: str) -> None:
     assert letter.count(".") in (2, 4)  # deadletter.<consumer>.unparsed, or .<session key>
     assert subjects.deadletter("extractor", None) == "deadletter.extractor.unparsed"
 
+
+def test_one_token_pattern_for_every_token_shaped_field() -> None:
+    """The msgspec patterns of the contracts accept exactly what check_token and
+    check_session_key accept: one token rule, spelled once."""
+    for value in ("monaco", "a" * 64, "a" * 65, "Monaco", "-x", "a.b", "sao-paulo_2"):
+        token_ok = _valid(subjects.check_token, value)
+        assert _valid(lambda v: msgspec.convert(v, StreamId), value) == token_ok
+        assert _valid(lambda v: msgspec.convert(v, Token), value) == token_ok
+        key = f"2026.{value}.race"
+        assert _valid(lambda v: msgspec.convert(v, SessionKey), key) \
+            == _valid(subjects.check_session_key, key)
+
+
+def _valid(check: Callable[[str], object], value: str) -> bool:
+    try:
+        check(value)
+    except (InvalidTokenError, msgspec.ValidationError):
+        return False
+    return True

@@ -52,7 +52,7 @@ async def test_missing_reports_what_is_absent(nats_url: str) -> None:
     finally:
         await client.drain()
     assert "SESSIONS" in absent
-    assert "KV_streams" in absent
+    assert topology.STREAMS_BUCKET_STREAM in absent
     assert "SESSIONS/extractor" in absent
 
 

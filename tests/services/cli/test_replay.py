@@ -69,17 +69,19 @@ async def test_replay_prints_the_session_history_as_a_table(history: Client) -> 
 
 async def test_replay_json_lines_decode_with_the_shared_structs(history: Client) -> None:
     out = io.StringIO()
-    await replay(history, "SESSIONS", subject="sessions.2026.monaco.race.>", since=None,
-                 from_seq=None, as_json=True, republish=None, limit=None, out=out)
+    count = await replay(history, "SESSIONS", subject="sessions.2026.monaco.race.>", since=None,
+                         from_seq=None, as_json=True, republish=None, limit=None, out=out)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert count == len(lines) == 3  # how many were read, as in a table
     events = [msgspec.convert(line["data"], SessionEvent) for line in lines]  # type: ignore[call-overload]
     assert [type(e).__name__ for e in events] == ["Scheduled", "Upcoming", "Live"]
     assert [line["seq"] for line in lines] == sorted(line["seq"] for line in lines)
 
     out = io.StringIO()
-    await replay(history, "SESSIONS", subject=None, since=None, from_seq=3, as_json=True,
-                 republish=None, limit=1, out=out)
+    count = await replay(history, "SESSIONS", subject=None, since=None, from_seq=3, as_json=True,
+                         republish=None, limit=1, out=out)
     assert [json.loads(line)["seq"] for line in out.getvalue().splitlines()] == [3]
+    assert count == 1
 
 
 async def test_replay_of_a_stream_key_shows_its_kv_history_without_secrets(history: Client) -> None:
@@ -156,6 +158,10 @@ def test_the_command_finds_nats_and_explains_problems(history: Client, nats_url:
                         env=env, capture_output=True, text=True, timeout=60, check=False)
     assert ok.returncode == 0, ok.stderr
     assert len(ok.stdout.splitlines()) == 4
+    empty = subprocess.run([*module("services.cli"), "replay", "SESSIONS", "--json", "--subject",
+                            "sessions.1999.nowhere.race.>"], env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert (empty.returncode, empty.stdout) == (0, "")  # nothing matching is not a failure
     bad = subprocess.run([*module("services.cli"), "replay", "NOPE"], env=env,
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 1

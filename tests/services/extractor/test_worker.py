@@ -21,12 +21,11 @@ def record(**kw: object) -> StreamRecord:
 
 
 def test_jobs_stop_when_the_session_is_not_on() -> None:
-    """Only upcoming and live sessions keep their jobs; a removed source stops too."""
-    assert not worker.should_stop(Phase.LIVE, True)
-    assert not worker.should_stop(Phase.UPCOMING, True)
+    """Only upcoming and live sessions keep their jobs (a removed source is the caller's)."""
+    assert not worker.should_stop(Phase.LIVE)
+    assert not worker.should_stop(Phase.UPCOMING)
     for phase in (Phase.ENDED, Phase.CANCELLED, Phase.RESCHEDULED, Phase.SCHEDULED, None):
-        assert worker.should_stop(phase, True)
-    assert worker.should_stop(Phase.LIVE, False)
+        assert worker.should_stop(phase)
 
 
 def test_resolve_when_missing_failing_or_about_to_expire() -> None:

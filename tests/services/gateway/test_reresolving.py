@@ -79,7 +79,7 @@ async def test_lost_streams_show_as_re_resolving_without_a_url(gateway: str, nc:
 
         # The bucket's stream purged: no watcher hears it, the gateway notices (fewer messages
         # than live keys), forgets every URL and asks clients to reconnect.
-        await js.purge_stream(f"KV_{topology.STREAMS_BUCKET}")
+        await js.purge_stream(topology.STREAMS_BUCKET_STREAM)
         with pytest.raises(ConnectionClosed):
             await _next(ws, "never", within=15)
         assert ws.close_code == CLOSE_RELOADED

@@ -150,7 +150,7 @@ async def _lose_sessions(url: str, how: str) -> None:
             for key in await kv_keys(kv, ">"):
                 await kv.purge(key)
         else:
-            await js.purge_stream(f"KV_{topology.SESSIONS_BUCKET}")
+            await js.purge_stream(topology.SESSIONS_BUCKET_STREAM)
     finally:
         await nc.drain()
 
