@@ -32,11 +32,14 @@ _URL: Final = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s@]+@)?"
 _REQUEST: Final = re.compile(r"\b(?P<method>GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) "
                              r"(?P<path>/[^\s?]*)(?P<query>\?\S*)?(?= HTTP/)")
 _TOKEN_SEGMENT: Final = re.compile(r"/[A-Za-z0-9_~.-]{20,}(?=/|$)")
+#: A query string outside a URL with a scheme (yt-dlp names a page ``[generic] page?token=...``,
+#: hosts and paths are quoted bare): a ``?`` followed by ``name=value`` up to the next space.
+_BARE_QUERY: Final = re.compile(r"\?(?=[^\s#\"'?]*=)[^\s#\"']*")
 
 
 def redact_text(text: str) -> str:
-    """Hide credentials and query strings (tokens live there) in any URL inside ``text``, and
-    in request lines of access logs."""
+    """Hide credentials and query strings (tokens live there) in any URL inside ``text``, in
+    query strings quoted without their URL, and in request lines of access logs."""
     def _sub(match: re.Match[str]) -> str:
         user = "***@" if match["user"] else ""
         query = "?***" if match["query"] else ""
@@ -50,6 +53,8 @@ def redact_text(text: str) -> str:
         text = _URL.sub(_sub, text)
     if " HTTP/" in text:
         text = _REQUEST.sub(_request, text)
+    if "?" in text and "=" in text:
+        text = _BARE_QUERY.sub("?***", text)
     return text
 
 

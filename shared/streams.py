@@ -2,13 +2,20 @@
 
 The split is the security boundary: :class:`StreamRecord` carries the upstream URL, headers and
 cookies and never leaves the back end; :class:`StreamView` is built from it by
-:func:`public_view` and carries none of them.
+:func:`public_view` and carries none of them. No text of the record's health detail passes the
+boundary (extractor errors quote URLs, yt-dlp and Chromium messages included): the public
+detail is one of the fixed phrases in :data:`PUBLIC_DETAILS`, chosen by what the private detail
+says. The title (from the source page) loses anything URL-like and every header value, cookie
+value, userinfo, host, query value and fragment of the record.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+import re
+from collections.abc import Iterable
+from typing import Annotated, Final
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
@@ -95,15 +102,106 @@ class StreamView(msgspec.Struct, frozen=True, kw_only=True):
     revision: int = 0
 
 
+#: The public health detail when the private one says nothing a rule below recognises.
+_BY_HEALTH: Final = {
+    Health.RESOLVING: "",
+    Health.OK: "live",
+    Health.DEGRADED: "the stream has problems",
+    Health.DEAD: "the source stopped answering",
+}
+#: (what the private detail says, the phrase viewers read), first match wins. Extractor errors
+#: name their extractor and quote the source's answer ("http: ...: HTTP 503; ytdlp: ...").
+_RULES: Final = tuple((re.compile(pattern, re.IGNORECASE), phrase) for pattern, phrase in (
+    (r"^live$", "live"),
+    (r"playlist has ended", "the stream has ended"),
+    (r"not advancing", "the stream is not advancing"),
+    (r"^slow\b", "the source is slow"),
+    (r"egress policy", "the source's address is not allowed"),
+    (r"\bHTTP (?:Error )?(?:401|403|407|451)\b|forbidden|unauthori[sz]ed",
+     "the source refused access"),
+    (r"\bHTTP (?:Error )?(?:404|410)\b", "the stream is gone from its source"),
+    (r"\bHTTP (?:Error )?429\b|too many requests", "the source is limiting requests"),
+    (r"\bHTTP (?:Error )?5\d\d\b", "the source is failing"),
+    (r"\bHTTP (?:Error )?\d{3}\b", "the source answered with an error"),
+    (r"not an HLS playlist|malformed playlist|no variants|no segments|exceeds|too long",
+     "the source serves no playable playlist"),
+    (r"timed? ?out|timeout|within \d", "the source did not answer in time"),
+    (r"no playlist|no stream|no HLS|returned nothing|no extractor",
+     "no stream found on the source page"),
+    (r"connect|connection|refused|unreachable|resolv|name or service", "the source is unreachable"),
+))
+#: Every health detail a viewer can read.
+PUBLIC_DETAILS: Final = frozenset({*_BY_HEALTH.values(), *(phrase for _, phrase in _RULES)})
+#: Anything URL-like: a scheme, a protocol-relative or bare host with a path, a query string.
+_URLISH: Final = re.compile(
+    r"[a-z][a-z0-9+.-]*://\S*|//\S+|\S*\?\S*=\S*"
+    r"|\b[\w-]+(?:\.[\w-]+)+(?::\d+)?/\S*|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b",
+    re.IGNORECASE)
+#: Secrets shorter than this are not scrubbed (they would match ordinary words and numbers).
+MIN_SECRET: Final = 4
+
+
+def public_detail(health: Health, detail: str) -> str:
+    """The phrase viewers read for a private health ``detail``: one of :data:`PUBLIC_DETAILS`,
+    never text of the detail itself."""
+    if not detail:
+        return ""
+    for pattern, phrase in _RULES:
+        if pattern.search(detail):
+            return phrase
+    return _BY_HEALTH[health]
+
+
+def _url_secrets(url: str) -> Iterable[str]:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return [url]
+    found = [url, parts.netloc, parts.query, parts.fragment, host or ""]
+    found += [parts.username or "", parts.password or ""]
+    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    found += [pair.partition("=")[2] for pair in parts.query.split("&")]  # still encoded
+    return found
+
+
+def record_secrets(record: StreamRecord) -> frozenset[str]:
+    """What of a record must never reach a viewer: header and cookie values, and of its URLs the
+    userinfo, host, query (and each value in it) and fragment (at least :data:`MIN_SECRET` long)."""
+    found = [*record.headers.values(), *record.cookies.values(),
+             *_url_secrets(record.upstream_url)]
+    for variant in record.variants:
+        found += _url_secrets(variant.uri)
+    return frozenset(s for s in found if len(s) >= MIN_SECRET)
+
+
+def remove_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` without any of ``secrets`` at least :data:`MIN_SECRET` long (each replaced by
+    ``***``, until none is left: a replacement may not join two halves into a new one)."""
+    ordered = sorted((s for s in secrets if len(s) >= MIN_SECRET), key=len, reverse=True)
+    changed = True
+    while changed:  # ends: each replacement makes the text shorter
+        changed = False
+        for secret in ordered:
+            if secret in text:
+                text, changed = text.replace(secret, "***"), True
+    return text
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` without anything URL-like and without any of ``secrets``."""
+    return remove_secrets(_URLISH.sub("***", text), secrets)
+
+
 def public_view(record: StreamRecord, *, playback_url: str, revision: int = 0) -> StreamView:
     """Project a private record onto its public view; nothing upstream survives the projection."""
     return StreamView(
         id=record.id,
         session=record.session,
         source=record.source_name or record.source_id,
-        title=record.title,
+        title=scrub(record.title, record_secrets(record)),
         health=record.health,
-        health_detail=record.health_detail,
+        health_detail=public_detail(record.health, record.health_detail),
         qualities=tuple(
             Quality(bandwidth=v.bandwidth, width=v.width, height=v.height, codecs=v.codecs,
                     frame_rate=v.frame_rate)

@@ -27,8 +27,9 @@ from nats.js.errors import NotFoundError
 from shared import subjects, topology
 from shared.codec import PayloadError, decode
 from shared.jobs import DeadLetter, ExtractJob
+from shared.logs import redact_text
 from shared.sessions import SessionEvent, phase_of
-from shared.streams import StreamRecord
+from shared.streams import StreamRecord, record_secrets, remove_secrets
 
 #: Subjects a replay may not republish to: they are stored by Slipstream's own streams.
 OWN_SUBJECTS: Final = ("sessions.", "jobs.", "deadletter.", "$KV.", "$JS.")
@@ -107,10 +108,14 @@ def _redact_url(url: str) -> str:
 
 
 def redact(value: msgspec.Struct | None) -> msgspec.Struct | None:
-    """Stream records lose their secrets (headers, cookies, query strings) before printing."""
+    """Stream records lose their secrets (headers, cookies, query strings) before printing; so
+    does their health detail (older extractors quoted a source's page URL in it)."""
     if isinstance(value, StreamRecord):
+        secrets = record_secrets(value)
         return msgspec.structs.replace(
             value, upstream_url=_redact_url(value.upstream_url),
+            health_detail=remove_secrets(redact_text(value.health_detail), secrets),
+            title=remove_secrets(value.title, secrets),
             headers=dict.fromkeys(value.headers, "***"),
             cookies=dict.fromkeys(value.cookies, "***"),
             variants=tuple(msgspec.structs.replace(v, uri=_redact_url(v.uri)) for v in value.variants))

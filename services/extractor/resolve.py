@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 
 import msgspec
 
@@ -19,9 +19,10 @@ from services.extractor import registry
 from services.extractor.metrics import ATTEMPT_SECONDS, ATTEMPTS
 from services.extractor.probe import ProbeError, ProbeResult, probe
 from services.extractor.registry import Context, ExtractionError, Found
+from shared.logs import redact_text
 from shared.sessions import Session
 from shared.settings import SourceSettings
-from shared.streams import StreamRecord
+from shared.streams import StreamRecord, remove_secrets
 from shared.times import UtcDateTime
 
 _HEADER_NAME: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -140,6 +141,17 @@ def expiry_from_url(url: str) -> datetime | None:
     return None
 
 
+def safe_reason(reason: str, url: str, ctx: Context) -> str:
+    """An extractor's reason without the page's query string or the source's secrets: yt-dlp,
+    streamlink and Chromium quote the URL they were given, and the reason is stored in the
+    stream record, logged and dead-lettered."""
+    secrets = [*ctx.headers.values(), *ctx.cookies.values()]
+    query = urlsplit(url).query
+    secrets += [v for _, v in parse_qsl(query, keep_blank_values=True)]
+    secrets += [pair.partition("=")[2] for pair in query.split("&")]  # as quoted, still encoded
+    return remove_secrets(redact_text(reason), secrets)
+
+
 async def resolve(url: str, choice: str, ctx: Context) -> Resolution:
     """Run the chain on ``url`` until one extractor yields a playlist that probes as usable."""
     attempts: list[Attempt] = []
@@ -152,7 +164,8 @@ async def resolve(url: str, choice: str, ctx: Context) -> Resolution:
                 result = await probe(ctx.client, ctx.policy, found.url, headers=found.headers,
                                      cookies=found.cookies, deadline=ctx.deadline)
         except (ExtractionError, ProbeError, InvalidOutputError, TimeoutError) as exc:
-            detail = getattr(exc, "reason", "") or str(exc) or f"no result within {ctx.deadline:.0f} s"
+            detail = safe_reason(getattr(exc, "reason", "") or str(exc)
+                                 or f"no result within {ctx.deadline:.0f} s", url, ctx)
             refused = bool(getattr(exc, "refused", False))
             attempts.append(Attempt(entry.name, ok=False, detail=detail,
                                     elapsed_ms=(time.monotonic() - started) * 1000,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 from typing import Final
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from services.extractor.registry import PLAYLIST_URL, Context, ExtractionError, Found
 from shared.fetch import FetchError, fetch
@@ -79,6 +79,14 @@ def find_playlists(html: str) -> tuple[list[str], list[str], str]:
     return list(dict.fromkeys(found)), page.iframes, page.title.strip()
 
 
+def shown(url: str) -> str:
+    """A URL as an error reason may quote it: without userinfo, query string or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 class HttpExtractor:
     """Plain HTTP and HTML parsing: the cheapest extractor, tried first."""
 
@@ -97,7 +105,7 @@ class HttpExtractor:
             page = await fetch(ctx.client, url, policy=ctx.policy, headers=headers, cookies=cookies,
                                max_bytes=MAX_PAGE, deadline=ctx.deadline)
         except FetchError as exc:
-            raise ExtractionError(f"{url}: {exc.reason}",
+            raise ExtractionError(f"{shown(url)}: {exc.reason}",
                                   refused=exc.status in (401, 403, 451)) from exc
         cookies.update(page.cookies)
         final = str(page.url)
@@ -118,5 +126,5 @@ class HttpExtractor:
                     continue
                 return Found(url=found.url, headers=found.headers, cookies=found.cookies,
                              title=found.title or title)
-        raise ExtractionError(f"no playlist in the page at {final}"
+        raise ExtractionError(f"no playlist in the page at {shown(final)}"
                               + (" or its iframes" if iframes else ""))
