@@ -163,10 +163,11 @@ async def _inflated(response: httpx.Response, encoding: str) -> AsyncIterator[by
     inflater: Any = None
     complete = False  # the last gzip member, or the deflate stream, has ended
     held = b""  # the first byte of a deflate body, until the second says which kind it is
+    capped = False  # the last step filled INFLATE_STEP: zlib may hold more output, input or not
     try:
         async for chunk in response.aiter_raw():
             data, held = held + chunk, b""
-            while data:
+            while data or capped:
                 if inflater is None:
                     if complete and not data.strip(b"\0"):
                         return  # zero padding after the last member: the end
@@ -176,6 +177,7 @@ async def _inflated(response: httpx.Response, encoding: str) -> AsyncIterator[by
                     inflater, complete = zlib.decompressobj(_wbits(gzip, data)), False
                 out = inflater.decompress(data, INFLATE_STEP)
                 data = inflater.unconsumed_tail
+                capped = len(out) == INFLATE_STEP and not inflater.eof
                 if out:
                     yield out
                 if inflater.eof:
