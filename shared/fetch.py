@@ -43,6 +43,10 @@ class TooLargeError(FetchError):
     """The body exceeded its size cap."""
 
 
+class FetchTimeoutError(FetchError):
+    """A time cap fired: the fetch's deadline, or the client's own connect/read timeout."""
+
+
 @dataclass(frozen=True)
 class Fetched:
     """A completed fetch: where it ended up, how, and the (capped) body."""
@@ -70,8 +74,9 @@ async def fetch(client: httpx.AsyncClient, url: str | httpx.URL, *, policy: Egre
                 max_redirects: int = 5) -> Fetched:
     """GET ``url`` following at most ``max_redirects`` redirects, within ``deadline`` seconds.
 
-    Raises :class:`FetchError` (or :class:`TooLargeError`) for anything but a 2xx body within
-    the caps; :class:`EgressDeniedError` is reported as a FetchError naming the policy.
+    Raises :class:`FetchError` (or :class:`TooLargeError`, :class:`FetchTimeoutError`) for
+    anything but a 2xx body within the caps; :class:`EgressDeniedError` is reported as a
+    FetchError naming the policy.
     """
     started = time.monotonic()
     try:
@@ -80,9 +85,12 @@ async def fetch(client: httpx.AsyncClient, url: str | httpx.URL, *, policy: Egre
                                 headers=dict(headers or {}), cookies=dict(cookies or {}),
                                 max_bytes=max_bytes, max_redirects=max_redirects, started=started)
     except TimeoutError as exc:
-        raise FetchError(f"no complete answer within {deadline:.1f} s") from exc
+        raise FetchTimeoutError(f"no complete answer within {deadline:.1f} s") from exc
     except EgressDeniedError as exc:
         raise FetchError(f"refused by the egress policy: {exc}") from exc
+    except httpx.TimeoutException as exc:
+        raise FetchTimeoutError(f"{type(exc).__name__}: {exc}" if str(exc)
+                                else type(exc).__name__) from exc
     except httpx.TransportError as exc:
         raise FetchError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from shared.fetch import INFLATE_STEP, FetchError, decoded
+from shared.egress import EgressPolicy
+from shared.fetch import INFLATE_STEP, FetchError, FetchTimeoutError, decoded, fetch
 
 
 class Chunked(httpx.AsyncByteStream):
@@ -104,3 +105,37 @@ def test_output_zlib_still_holds_when_the_input_runs_out_is_not_lost() -> None:
 def test_what_cannot_be_decoded_is_a_fetch_error(encoding: str, body: bytes, error: str) -> None:
     with pytest.raises(FetchError, match=error):
         asyncio.run(chunks(body, encoding))
+
+
+async def _slow(_: httpx.Request) -> httpx.Response:
+    await asyncio.sleep(5)
+    return httpx.Response(200, stream=httpx.ByteStream(b"#EXTM3U\n"))
+
+
+def _read_timeout(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("timed out", request=request)
+
+
+def _reset(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadError("connection reset", request=request)
+
+
+def _fetch_error(handler: object) -> FetchError:
+    async def run() -> FetchError:
+        transport = httpx.MockTransport(handler)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(FetchError) as caught:
+                await fetch(client, "http://origin.test/index.m3u8", policy=EgressPolicy(),
+                            deadline=0.2)
+            return caught.value
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("handler", [_slow, _read_timeout])
+def test_a_time_cap_that_fires_is_a_fetch_timeout_error(handler: object) -> None:
+    """The whole-fetch deadline, or the client's own timeout: the type says so, not the words."""
+    assert isinstance(_fetch_error(handler), FetchTimeoutError)
+
+
+def test_other_failures_are_not_timeouts() -> None:
+    assert not isinstance(_fetch_error(_reset), FetchTimeoutError)
