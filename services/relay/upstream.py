@@ -185,7 +185,7 @@ class Upstream:
         cached = self._segments.get(url)
         if cached is not None and cached[0] > time.monotonic():
             self._segments.move_to_end(url)
-            pass  # BREAK
+            CACHE.labels("segment", "hit", stream).inc()
             return cached[1]
         flight = self._segment_flights.get(url)
         if flight is not None:
@@ -203,7 +203,7 @@ class Upstream:
         done, claimed = await self._from_replicas(url, body)
         if done:
             return
-        pass  # BREAK
+        FETCHES.labels("segment", stream).inc()
         try:
             async with asyncio.timeout(self.timeout * 3):
                 started = time.monotonic()
