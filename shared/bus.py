@@ -91,9 +91,10 @@ async def close(nc: Client) -> None:
     if nc.is_connected and not nc.is_draining:
         try:
             await asyncio.wait_for(nc.drain(), STOP_GRACE)
-        except (TimeoutError, NatsError) as exc:
+        except (TimeoutError, NatsError, OSError) as exc:
             log.warning("nats drain cut short", error=f"{type(exc).__name__}: {exc}")
         else:
             return
-    with contextlib.suppress(NatsError):
+    # Closing flushes what is buffered into a socket that may be dead already: that is fine.
+    with contextlib.suppress(NatsError, OSError):
         await nc.close()

@@ -279,9 +279,12 @@ async def run_broker_service(*, service: str, settings: Settings, host: str, por
 
 
 async def _stop_broker(broker: NatsBroker, nc: Client) -> None:
-    """Stop the subscribers and drain, within bounds; a broker already gone is given up on."""
-    if not nc.is_connected:
-        await bus.close(nc)  # nothing to drain into: do not wait for a reconnect
+    """Stop the subscribers, then drain, within bounds; a broker already gone is given up on
+    (its drain fails at once while it reconnects, and the connection is closed instead).
+
+    The connection must not be closed before the subscribers stop: FastStream's pull loop
+    swallows ``ConnectionClosedError`` and would fetch again at once, forever, without ever
+    yielding to the event loop."""
     try:
         async with asyncio.timeout(bus.STOP_GRACE * 2):
             await broker.stop()

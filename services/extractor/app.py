@@ -5,6 +5,9 @@ Acknowledgement is manual: a session event is acked after its jobs are queued; a
 when it is finished for good (session over), naked with the delay to its next run otherwise,
 and terminated after its dead letter is written. Undecodable messages go to the dead letters
 at once instead of blocking the queue.
+
+Stopping cancels the job runs in flight (Chromium included) and naks their messages, so another
+replica takes them at once; jobs delivered while stopping are naked without being started.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from services.extractor.extractors.browser import CHROMIUM
 from services.extractor.jobs import Jobs
 from services.extractor.metrics import EVENTS, JOBS
 from services.extractor.registry import Context
+from services.extractor.worker import Decision
 from shared import bus, logs, subjects, topology
 from shared.cache import SharedState
 from shared.codec import PayloadError, decode, encode
@@ -59,6 +63,8 @@ class ExtractorApp:
         if settings.redis.url:
             self.readiness.add("redis", self.shared.check)
         self.jobs: Jobs | None = None
+        self.stopping = False
+        self._runs: set[asyncio.Task[Decision]] = set()
         self.http: httpx.AsyncClient | None = None
         self.proxy: EgressProxy | None = None
         self._resources = contextlib.AsyncExitStack()
@@ -128,6 +134,9 @@ class ExtractorApp:
 
     async def on_job(self, msg: NatsMessage) -> None:
         """One run of a keep-fresh job, with in-progress heartbeats while it works."""
+        if self.stopping:
+            await self._give_back(msg)
+            return
         if self.jobs is None:
             await msg.nack(delay=1.0)
             return
@@ -139,13 +148,27 @@ class ExtractorApp:
             JOBS.labels("dead_letter").inc()
             return
         async with background(self._heartbeat(msg), "job-heartbeat"):
+            run = asyncio.create_task(
+                self.jobs.run(job, attempt=msg.raw_message.metadata.num_delivered),
+                name=f"job-run-{job.session.key}.{job.source_id}")
+            self._runs.add(run)
             try:
-                decision = await self.jobs.run(job, attempt=msg.raw_message.metadata.num_delivered)
+                decision = await run
             except (NatsError, TimeoutError) as exc:
                 log.warning("job interrupted; retrying", error=str(exc) or type(exc).__name__)
                 await msg.nack(delay=2.0)
                 JOBS.labels("retried").inc()
                 return
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # this handler itself is cancelled, not only its run
+                log.info("job run cancelled by the stop; back to the queue",
+                         session=job.session.key, source=job.source_id)
+                await self._give_back(msg)
+                return
+            finally:
+                self._runs.discard(run)
         if decision.dead_letter:
             await self._dead_letter(msg, decision.dead_letter, "ResolveError")
             await msg.reject()
@@ -156,6 +179,20 @@ class ExtractorApp:
         else:
             await msg.nack(delay=decision.next_run or 1.0)
             JOBS.labels("again").inc()
+
+    @staticmethod
+    async def _give_back(msg: NatsMessage) -> None:
+        """Return a job to the queue now, for another replica (or this one after a restart).
+        If NATS is already gone the message comes back after its ack wait anyway."""
+        with contextlib.suppress(NatsError):
+            await msg.nack()
+        JOBS.labels("given_back").inc()
+
+    def cancel_runs(self) -> None:
+        """Stop: start no new job run and cancel those in flight."""
+        self.stopping = True
+        for run in self._runs:
+            run.cancel()
 
     @staticmethod
     async def _heartbeat(msg: NatsMessage) -> None:
@@ -174,6 +211,7 @@ class ExtractorApp:
                          clock=SystemClock(), shared=self.shared)
         log.info("extractor ready", sources=sorted(self.jobs.catalog))
         await stop.wait()
+        self.cancel_runs()
 
     async def close(self) -> None:
         """After the broker drained: close the browser, the proxy and the client."""
