@@ -21,6 +21,7 @@ from typing import Final
 import httpcore
 import httpx
 
+from shared.identity import BROWSER_USER_AGENT
 from shared.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -170,8 +171,9 @@ def guarded_transport(policy: EgressPolicy, **kwargs: typing.Any) -> httpx.Async
 
 def client(policy: EgressPolicy, *, timeout: httpx.Timeout | float = 10.0,
            limits: httpx.Limits | None = None, user_agent: str | None = None) -> httpx.AsyncClient:
-    """An httpx client under the policy. Redirects are not followed here: see ``shared.fetch``."""
-    headers = {"User-Agent": user_agent} if user_agent else None
+    """An httpx client under the policy. Redirects are not followed here: see ``shared.fetch``.
+    It presents a browser's User-Agent (never httpx's) unless a request sets its own."""
+    headers = {"User-Agent": user_agent or BROWSER_USER_AGENT}
     return httpx.AsyncClient(
         transport=guarded_transport(policy, limits=limits or httpx.Limits(
             max_connections=200, max_keepalive_connections=50, keepalive_expiry=30)),

@@ -128,6 +128,10 @@ class SourceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     extractor: ExtractorName = "auto"
     headers: dict[HeaderName, HeaderValue] = msgspec.field(default_factory=dict)
     cookies: dict[HeaderName, HeaderValue] = msgspec.field(default_factory=dict)
+    #: The User-Agent to present to this source's pages and streams (a current desktop
+    #: browser's when empty; never a library's).
+    user_agent: Annotated[str, msgspec.Meta(max_length=512, pattern=r"^[^\r\n\x00]*$",
+                                            description="one line, at most 512 characters")] = ""
     #: Higher first, in lists and players.
     priority: int = 0
     #: Seconds after which a resolved URL is resolved again (when it carries no expiry itself).

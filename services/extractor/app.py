@@ -34,6 +34,7 @@ from shared.codec import PayloadError, decode, encode
 from shared.egress import client, policy_for
 from shared.egress_proxy import EgressProxy
 from shared.health import Readiness
+from shared.identity import BROWSER_USER_AGENT
 from shared.jobs import DeadLetter, ExtractJob
 from shared.sessions import SessionEvent
 from shared.settings import Settings, SourceSettings
@@ -85,7 +86,8 @@ class ExtractorApp:
             raise RuntimeError("extractor not started")
         return Context(client=self.http, policy=self.policy, headers=dict(source.headers),
                        cookies=dict(source.cookies), deadline=self.settings.extractor.deadline,
-                       chromium=self.settings.extractor.chromium, proxy=self.proxy.url)
+                       chromium=self.settings.extractor.chromium, proxy=self.proxy.url,
+                       user_agent=source.user_agent or BROWSER_USER_AGENT)
 
     async def _dead_letter(self, msg: NatsMessage, reason: str, error_type: str) -> None:
         """Write the dead letter of ``msg``, under its session's subject, or under the

@@ -10,16 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from collections.abc import Sequence
 
 import httpx
 
 from services.extractor import registry
 from services.extractor.extractors.browser import CHROMIUM
-from services.extractor.probe import ProbeError, probe
-from services.extractor.registry import Context, ExtractionError
-from services.extractor.resolve import InvalidOutputError, validate
+from services.extractor.registry import Context
+from services.extractor.resolve import attempt
 from shared.egress import EgressPolicy, client, policy_for
 from shared.egress_proxy import EgressProxy
 from shared.runtime import read_runtime
@@ -46,25 +44,24 @@ async def check(url: str, choice: str, settings: Settings, out: list[str]) -> in
         out.append(f"{'extractor':<11} {'result':<7} {'time':>8}  found")
         try:
             for entry in registry.chain(choice, url):
-                started = time.monotonic()
-                try:
-                    async with asyncio.timeout(ctx.deadline):
-                        found = validate(await registry.get(entry.name).extract(url, ctx))
-                        result = await probe(http, policy, found.url, headers=found.headers,
-                                             cookies=found.cookies, deadline=ctx.deadline)
-                except (ExtractionError, ProbeError, InvalidOutputError, TimeoutError) as exc:
-                    reason = getattr(exc, "reason", "") or str(exc) or "timed out"
-                    ms = (time.monotonic() - started) * 1000
-                    out.append(f"{entry.name:<11} {'failed':<7} {ms:>6.0f}ms  {reason}")
-                    continue
-                ms = (time.monotonic() - started) * 1000
-                worked += 1
-                needs = ", ".join([*(f"header {h}" for h in found.headers),
-                                   *(f"cookie {c}" for c in found.cookies)]) or "nothing"
-                out.append(f"{entry.name:<11} {result.health.value:<7} {ms:>6.0f}ms  {found.url}")
-                out.append(f"{'':<29}needs {needs}; {result.detail}; {result.latency_ms:.0f} ms")
-                out.extend(f"{'':<29}{v.width or '?'}x{v.height or '?'} {v.bandwidth // 1000} kb/s "
-                           f"{v.codecs}" for v in result.variants)
+                tried, judged = await attempt(entry.name, url, ctx)
+                ms = tried.elapsed_ms
+                if judged.live is None:
+                    out.append(f"{entry.name:<11} {'failed':<7} {ms:>6.0f}ms  {tried.detail}")
+                else:
+                    worked += 1
+                    found, result = judged.live
+                    needs = ", ".join([*(f"header {h}" for h in found.headers),
+                                       *(f"cookie {c}" for c in found.cookies)]) or "nothing"
+                    out.append(f"{entry.name:<11} {result.health.value:<7} {ms:>6.0f}ms  "
+                               f"{found.url}")
+                    out.append(f"{'':<29}needs {needs}; {result.detail}; "
+                               f"{result.latency_ms:.0f} ms")
+                    out.extend(f"{'':<29}{v.width or '?'}x{v.height or '?'} "
+                               f"{v.bandwidth // 1000} kb/s {v.codecs}" for v in result.variants)
+                for n, v in enumerate(tried.candidates, 1):
+                    via = f" ({v.via})" if v.via else ""
+                    out.append(f"{'':<29}candidate {n}{via}: {v.verdict}: {v.why}: {v.url}")
         finally:
             await CHROMIUM.shutdown()
     return 0 if worked else 1

@@ -3,6 +3,9 @@ them, and lazy loading (yt-dlp, streamlink and Playwright are imported only when
 
 Modelled on streamlink's plugins and yt-dlp's extractors: each entry declares a name, a cost
 (``auto`` tries cheapest first) and a URL predicate; the generic ones match every http(s) page.
+
+An extractor returns ordered *candidates* (best first), not one URL: a page often lists an ad
+or a VOD before its live stream, and only probing tells them apart (``resolve``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,27 @@ from typing import Final, Protocol
 import httpx
 
 from shared.egress import EgressPolicy
+from shared.identity import BROWSER_USER_AGENT
 
+#: A URL *named* like a playlist: a hint for ordering candidates, never a requirement (real
+#: playlists are also named ``mono.css``, ``.txt``, ``.php`` or nothing; their body decides).
 PLAYLIST_URL: Final = re.compile(r"\.m3u8(\?|#|$)", re.IGNORECASE)
+#: Response Content-Types that say "HLS playlist".
+PLAYLIST_TYPES: Final = frozenset({"application/vnd.apple.mpegurl", "application/x-mpegurl",
+                                   "audio/mpegurl", "audio/x-mpegurl", "application/mpegurl",
+                                   "video/mpegurl", "video/x-mpegurl"})
+#: At most this many candidates of one extractor are probed.
+MAX_CANDIDATES: Final = 8
+
+
+def is_playlist_type(content_type: str) -> bool:
+    """Whether a Content-Type header value names an HLS playlist."""
+    return content_type.split(";", 1)[0].strip().lower() in PLAYLIST_TYPES
+
+
+def is_playlist_body(body: bytes) -> bool:
+    """Whether a body is an HLS playlist (what it is, not what it is called)."""
+    return body[:64].removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"#EXTM3U")
 
 
 class ExtractionError(Exception):
@@ -32,13 +54,16 @@ class ExtractionError(Exception):
 
 @dataclass(frozen=True)
 class Found:
-    """A playlist an extractor found, with what fetching it needs."""
+    """A playlist candidate an extractor found, with what fetching it needs (the identity the
+    page's player presented: User-Agent, Referer, Origin, custom headers, cookies)."""
 
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     cookies: Mapping[str, str] = field(default_factory=dict)
     title: str = ""
     expires_at: datetime | None = None
+    #: Where on the page it was found (``video tag``, ``packed script``, ``network``...).
+    via: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,8 @@ class Context:
     chromium: str = "/usr/bin/chromium"
     #: The egress proxy (``shared.egress_proxy``) for libraries that open their own connections.
     proxy: str = ""
+    #: The User-Agent to present: the source's own, else a current desktop browser's.
+    user_agent: str = BROWSER_USER_AGENT
 
 
 class Extractor(Protocol):
@@ -60,8 +87,9 @@ class Extractor(Protocol):
 
     name: str
 
-    async def extract(self, url: str, ctx: Context) -> Found:
-        """The playlist behind ``url``, or :class:`ExtractionError`."""
+    async def extract(self, url: str, ctx: Context) -> list[Found]:
+        """The playlist candidates behind ``url``, best first (never empty), or
+        :class:`ExtractionError`."""
         ...
 
 

@@ -22,7 +22,7 @@ from services.extractor.registry import Context, ExtractionError, Found
 from shared.logs import redact_text
 from shared.sessions import Session
 from shared.settings import SourceSettings
-from shared.streams import StreamRecord, remove_secrets
+from shared.streams import Health, StreamRecord, remove_secrets
 from shared.times import UtcDateTime
 
 _HEADER_NAME: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -50,14 +50,26 @@ class ResolveError(Exception):
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """What probing one candidate said: ``accepted``, ``fallback`` (usable, but not live: kept
+    only if no live candidate turns up) or ``rejected``, and why."""
+
+    url: str
+    via: str
+    verdict: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Attempt:
-    """One extractor's try."""
+    """One extractor's try, with the verdict on each candidate it found."""
 
     extractor: str
     ok: bool
     detail: str
     elapsed_ms: float
     refused: bool = False
+    candidates: tuple[Verdict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,7 +134,7 @@ def validate(found: Found) -> Found:
         if not _COOKIE_NAME.match(name) or _BAD_VALUE.search(value) or ";" in value or len(value) > 4096:
             raise InvalidOutputError(f"cookie {name[:40]!r} is not a valid cookie")
     return Found(url=found.url, headers=headers, cookies=dict(found.cookies),
-                 title=found.title[:200], expires_at=found.expires_at)
+                 title=found.title[:200], expires_at=found.expires_at, via=found.via[:40])
 
 
 def expiry_from_url(url: str) -> datetime | None:
@@ -152,32 +164,94 @@ def safe_reason(reason: str, url: str, ctx: Context) -> str:
     return remove_secrets(redact_text(reason), secrets)
 
 
-async def resolve(url: str, choice: str, ctx: Context) -> Resolution:
-    """Run the chain on ``url`` until one extractor yields a playlist that probes as usable."""
-    attempts: list[Attempt] = []
-    for entry in registry.chain(choice, url):
-        started = time.monotonic()
+async def _candidates(extractor: registry.Extractor, url: str, ctx: Context) -> list[Found]:
+    found = await extractor.extract(url, ctx)
+    if not found:
+        raise ExtractionError("no playlist found")
+    valid = []
+    for candidate in found[:registry.MAX_CANDIDATES]:
         try:
-            extractor = registry.get(entry.name)
-            async with asyncio.timeout(ctx.deadline):
-                found = validate(await extractor.extract(url, ctx))
-                result = await probe(ctx.client, ctx.policy, found.url, headers=found.headers,
-                                     cookies=found.cookies, deadline=ctx.deadline)
-        except (ExtractionError, ProbeError, InvalidOutputError, TimeoutError) as exc:
-            detail = safe_reason(getattr(exc, "reason", "") or str(exc)
-                                 or f"no result within {ctx.deadline:.0f} s", url, ctx)
-            refused = bool(getattr(exc, "refused", False))
-            attempts.append(Attempt(entry.name, ok=False, detail=detail,
-                                    elapsed_ms=(time.monotonic() - started) * 1000,
-                                    refused=refused))
-            ATTEMPTS.labels(entry.name, "refused" if refused else "failed").inc()
-            ATTEMPT_SECONDS.labels(entry.name).observe(time.monotonic() - started)
+            valid.append(validate(candidate))
+        except InvalidOutputError:
             continue
-        attempts.append(Attempt(entry.name, ok=True, detail=result.detail,
-                                elapsed_ms=(time.monotonic() - started) * 1000))
-        ATTEMPTS.labels(entry.name, "ok").inc()
-        ATTEMPT_SECONDS.labels(entry.name).observe(time.monotonic() - started)
-        return Resolution(found=found, extractor=entry.name, probe=result, attempts=attempts)
+    if not valid:
+        raise InvalidOutputError("no candidate is a valid playlist URL")
+    return valid
+
+
+@dataclass
+class Judged:
+    """The candidates of one extractor, judged: the live one, if any, and the first playable
+    one that is not live (the fallback)."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+    live: tuple[Found, ProbeResult] | None = None
+    fallback: tuple[Found, ProbeResult] | None = None
+
+
+async def _judge(candidates: list[Found], url: str, ctx: Context, judged: Judged) -> None:
+    """Probe candidates in order until one is live; :class:`ProbeError` if none is."""
+    for found in candidates:
+        shown_url = safe_reason(found.url, url, ctx)
+        try:
+            result = await probe(ctx.client, ctx.policy, found.url, headers=found.headers,
+                                 cookies=found.cookies, deadline=ctx.deadline)
+        except ProbeError as exc:
+            judged.verdicts.append(Verdict(shown_url, found.via, "rejected",
+                                           safe_reason(exc.reason, url, ctx)))
+            continue
+        if result.live and result.health is not Health.DEAD:
+            judged.verdicts.append(Verdict(shown_url, found.via, "accepted", result.detail))
+            judged.live = (found, result)
+            return
+        judged.verdicts.append(Verdict(shown_url, found.via, "fallback", result.detail))
+        if judged.fallback is None and result.health is not Health.DEAD:
+            judged.fallback = (found, result)
+    raise ProbeError("; ".join(f"{v.verdict}: {v.why}" for v in judged.verdicts) or "no candidate")
+
+
+async def attempt(name: str, url: str, ctx: Context) -> tuple[Attempt, Judged]:
+    """One extractor's try: its candidates, each probed in turn until one is live."""
+    started = time.monotonic()
+    judged = Judged()
+    try:
+        extractor = registry.get(name)
+        async with asyncio.timeout(ctx.deadline):
+            await _judge(await _candidates(extractor, url, ctx), url, ctx, judged)
+    except (ExtractionError, ProbeError, InvalidOutputError, TimeoutError) as exc:
+        detail = safe_reason(getattr(exc, "reason", "") or str(exc)
+                             or f"no result within {ctx.deadline:.0f} s", url, ctx)
+        refused = bool(getattr(exc, "refused", False))
+        ATTEMPTS.labels(name, "refused" if refused else "failed").inc()
+        ATTEMPT_SECONDS.labels(name).observe(time.monotonic() - started)
+        return Attempt(name, ok=False, detail=detail, elapsed_ms=(time.monotonic() - started) * 1000,
+                       refused=refused, candidates=tuple(judged.verdicts)), judged
+    ATTEMPTS.labels(name, "ok").inc()
+    ATTEMPT_SECONDS.labels(name).observe(time.monotonic() - started)
+    detail = judged.live[1].detail if judged.live else ""
+    return Attempt(name, ok=True, detail=detail, elapsed_ms=(time.monotonic() - started) * 1000,
+                   candidates=tuple(judged.verdicts)), judged
+
+
+async def resolve(url: str, choice: str, ctx: Context) -> Resolution:
+    """Run the chain on ``url`` until a candidate probes as a live stream.
+
+    Every candidate of every extractor gets its turn, in order. A candidate that plays but is
+    not live (a VOD or an ad before the live stream) is taken only when no extractor of the
+    chain finds a live one."""
+    attempts: list[Attempt] = []
+    fallback: tuple[Found, ProbeResult, str] | None = None
+    for entry in registry.chain(choice, url):
+        tried, judged = await attempt(entry.name, url, ctx)
+        attempts.append(tried)
+        if judged.live is not None:
+            found, result = judged.live
+            return Resolution(found=found, extractor=entry.name, probe=result, attempts=attempts)
+        if fallback is None and judged.fallback is not None:
+            fallback = (*judged.fallback, entry.name)
+    if fallback is not None:
+        found, result, name = fallback
+        return Resolution(found=found, extractor=name, probe=result, attempts=attempts)
     raise ResolveError(attempts)
 
 
@@ -192,4 +266,4 @@ def to_record(resolution: Resolution, *, source: SourceSettings, session: Sessio
         headers=dict(found.headers), cookies=dict(found.cookies), variants=result.variants,
         extractor=resolution.extractor, resolved_at=now, expires_at=expires, health=result.health,
         health_detail=result.detail, latency_ms=result.latency_ms,
-        public_segments=not found.headers and not found.cookies)
+        public_segments=not found.cookies and all(h.lower() == "user-agent" for h in found.headers))

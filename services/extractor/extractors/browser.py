@@ -28,8 +28,6 @@ from shared.natsserver import die_with_parent
 
 log = logs.get(__name__)
 
-USER_AGENT: Final = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/156.0.0.0 Safari/537.36")
 START_TIMEOUT: Final = 20.0
 CLOSE_TIMEOUT: Final = 5.0
 
@@ -130,15 +128,15 @@ class BrowserExtractor:
 
     name = "browser"
 
-    async def extract(self, url: str, ctx: Context) -> Found:
+    async def extract(self, url: str, ctx: Context) -> list[Found]:
         if not ctx.proxy:
             raise ExtractionError("the browser extractor needs the egress proxy")
         browser = await CHROMIUM.get(ctx.chromium, ctx.proxy)
         extra = {k: v for k, v in ctx.headers.items() if k.lower() != "cookie"}
-        context = await browser.new_context(user_agent=USER_AGENT, service_workers="block",
+        context = await browser.new_context(user_agent=ctx.user_agent, service_workers="block",
                                             extra_http_headers=extra)
         try:
-            return await self._capture(context, url, ctx)
+            return [await self._capture(context, url, ctx)]
         finally:
             try:
                 await asyncio.wait_for(context.close(), CLOSE_TIMEOUT)

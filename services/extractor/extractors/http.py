@@ -92,39 +92,39 @@ class HttpExtractor:
 
     name = "http"
 
-    async def extract(self, url: str, ctx: Context) -> Found:
+    async def extract(self, url: str, ctx: Context) -> list[Found]:
         cookies = dict(ctx.cookies)
-        return await self._page(url, ctx, cookies, referer=ctx.headers.get("Referer"), depth=0)
+        found = await self._page(url, ctx, cookies, referer=ctx.headers.get("Referer"), depth=0)
+        if not found:
+            raise ExtractionError(f"no playlist in the page at {shown(url)} or its iframes")
+        return list({f.url: f for f in reversed(found)}.values())[::-1]  # first of each URL
 
     async def _page(self, url: str, ctx: Context, cookies: dict[str, str], *,
-                    referer: str | None, depth: int) -> Found:
-        headers = dict(ctx.headers)
+                    referer: str | None, depth: int) -> list[Found]:
+        """Candidates of a page (its own first, then its iframes', in order)."""
+        headers = {"User-Agent": ctx.user_agent, **ctx.headers}
         if referer:
             headers["Referer"] = referer
         try:
             page = await fetch(ctx.client, url, policy=ctx.policy, headers=headers, cookies=cookies,
                                max_bytes=MAX_PAGE, deadline=ctx.deadline)
         except FetchError as exc:
+            if depth > 0:
+                return []
             raise ExtractionError(f"{shown(url)}: {exc.reason}",
                                   refused=exc.status in (401, 403, 451)) from exc
         cookies.update(page.cookies)
         final = str(page.url)
         candidates, iframes, title = find_playlists(page.text)
-        for candidate in candidates:
-            absolute = urljoin(final, candidate)
-            if absolute.startswith(("http://", "https://")):
-                return Found(url=absolute, headers={"Referer": final}, cookies=dict(cookies),
-                             title=title)
+        found = [Found(url=absolute, headers={"User-Agent": ctx.user_agent, "Referer": final},
+                       cookies=dict(cookies), title=title, via="page")
+                 for c in candidates
+                 if (absolute := urljoin(final, c)).startswith(("http://", "https://"))]
         if depth < MAX_IFRAME_DEPTH:
             for frame in iframes[:MAX_IFRAMES]:
                 absolute = urljoin(final, frame)
-                if not absolute.startswith(("http://", "https://")):
-                    continue
-                try:
-                    found = await self._page(absolute, ctx, cookies, referer=final, depth=depth + 1)
-                except ExtractionError:
-                    continue
-                return Found(url=found.url, headers=found.headers, cookies=found.cookies,
-                             title=found.title or title)
-        raise ExtractionError(f"no playlist in the page at {shown(final)}"
-                              + (" or its iframes" if iframes else ""))
+                if absolute.startswith(("http://", "https://")):
+                    inner = await self._page(absolute, ctx, cookies, referer=final, depth=depth + 1)
+                    found += [Found(url=f.url, headers=f.headers, cookies=f.cookies,
+                                    title=f.title or title, via=f"iframe {f.via}") for f in inner]
+        return found

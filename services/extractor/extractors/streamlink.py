@@ -30,8 +30,9 @@ def _extract(url: str, headers: dict[str, str], cookies: dict[str, str], proxy: 
     playlist = getattr(multivariant, "uri", None) or getattr(best, "url", None)
     if not playlist:
         raise ExtractionError("streamlink's stream has no playlist URL")
-    return Found(url=str(playlist), headers={k: v for k, v in headers.items() if k == "Referer"},
-                 cookies=dict(cookies))
+    return Found(url=str(playlist),
+                 headers={k: v for k, v in headers.items() if k in ("User-Agent", "Referer")},
+                 cookies=dict(cookies), via="streamlink")
 
 
 class StreamlinkExtractor:
@@ -39,9 +40,10 @@ class StreamlinkExtractor:
 
     name = "streamlink"
 
-    async def extract(self, url: str, ctx: Context) -> Found:
+    async def extract(self, url: str, ctx: Context) -> list[Found]:
         if not ctx.proxy:
             raise ExtractionError("the streamlink extractor needs the egress proxy")
-        return await asyncio.to_thread(_extract, url,
-                                       dict(ctx.headers), dict(ctx.cookies), ctx.proxy,
-                                       min(ctx.deadline, 15.0))
+        # streamlink's own User-Agent is never presented: the browser's (or the source's) is.
+        headers = {"User-Agent": ctx.user_agent, **ctx.headers}
+        return [await asyncio.to_thread(_extract, url, headers, dict(ctx.cookies), ctx.proxy,
+                                        min(ctx.deadline, 15.0))]

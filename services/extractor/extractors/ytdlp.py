@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from services.extractor.registry import Context, ExtractionError, Found
 
-KEEP_HEADERS: Final = ("Referer", "Origin")
+KEEP_HEADERS: Final = ("User-Agent", "Referer", "Origin")
 
 
 class _Quiet:
@@ -74,8 +74,10 @@ class YtDlpExtractor:
 
     name = "ytdlp"
 
-    async def extract(self, url: str, ctx: Context) -> Found:
+    async def extract(self, url: str, ctx: Context) -> list[Found]:
         if not ctx.proxy:
             raise ExtractionError("the ytdlp extractor needs the egress proxy")
-        return await asyncio.to_thread(_extract, url, dict(ctx.headers), dict(ctx.cookies),
-                                       ctx.proxy, min(ctx.deadline, 15.0))
+        # yt-dlp's own User-Agent is never presented: the browser's (or the source's) is.
+        headers = {"User-Agent": ctx.user_agent, **ctx.headers}
+        return [await asyncio.to_thread(_extract, url, headers, dict(ctx.cookies),
+                                        ctx.proxy, min(ctx.deadline, 15.0))]

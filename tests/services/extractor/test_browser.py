@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(90)
 
 async def test_a_javascript_built_url_is_captured_from_the_network(ctx: Context, demo: str) -> None:
     """Page (b): the URL only exists after the script runs; Chromium's request reveals it."""
-    found = await BrowserExtractor().extract(f"{demo}/pages/scripted", ctx)
+    found = (await BrowserExtractor().extract(f"{demo}/pages/scripted", ctx))[0]
     assert found.url == f"{demo}/t/{TOKEN}/master.m3u8"
     result = await probe(ctx.client, ctx.policy, found.url, headers=found.headers,
                          cookies=found.cookies)
@@ -31,7 +31,7 @@ async def test_a_javascript_built_url_is_captured_from_the_network(ctx: Context,
 
 async def test_an_iframe_player_gives_its_referer_and_cookie(ctx: Context, demo: str) -> None:
     """Page (c): the player's request carries the iframe as Referer and the cookie it set."""
-    found = await BrowserExtractor().extract(f"{demo}/pages/embedded", ctx)
+    found = (await BrowserExtractor().extract(f"{demo}/pages/embedded", ctx))[0]
     assert found.url == f"{demo}/secure/master.m3u8"
     assert found.headers == {"Referer": f"{demo}/embed/player"}
     assert found.cookies.get("demo_session") == COOKIE
@@ -52,7 +52,7 @@ async def test_chromium_cannot_reach_a_port_outside_the_allow_list(
     policy = allowing(allowed)
     async with client(policy) as http, EgressProxy(policy) as proxy:
         ctx = Context(client=http, policy=policy, proxy=proxy.url, deadline=5.0)
-        found = await BrowserExtractor().extract(f"{allowed}/page", ctx)
+        found = (await BrowserExtractor().extract(f"{allowed}/page", ctx))[0]
         # The page asked for a playlist, but the proxy refused it before any connection.
         assert found.url == f"{forbidden_base}/x.m3u8"
         with pytest.raises(ExtractionError):

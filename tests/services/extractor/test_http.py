@@ -13,23 +13,24 @@ from services.extractor.extractors.http import HttpExtractor, find_playlists
 from services.extractor.probe import probe
 from services.extractor.registry import Context, ExtractionError
 from shared.egress import EgressPolicy, client
+from shared.identity import BROWSER_USER_AGENT
 from tests.services.extractor.conftest import COOKIE
 from tests.shared.test_egress import Origin
 
 
 async def test_plain_page_gives_the_playlist_in_its_video_tag(ctx: Context, demo: str) -> None:
     """Page (a): the <source> playlist, absolute, with the page as Referer."""
-    found = await HttpExtractor().extract(f"{demo}/pages/plain", ctx)
+    found = (await HttpExtractor().extract(f"{demo}/pages/plain", ctx))[0]
     assert found.url == f"{demo}/live/master.m3u8"
-    assert found.headers == {"Referer": f"{demo}/pages/plain"}
+    assert found.headers == {"User-Agent": BROWSER_USER_AGENT, "Referer": f"{demo}/pages/plain"}
     assert found.title == "Demo stream: plain"
 
 
 async def test_iframe_player_gives_playlist_referer_and_cookie(ctx: Context, demo: str) -> None:
     """Page (c): the iframe is followed; its Referer and cookie are what the origin wants."""
-    found = await HttpExtractor().extract(f"{demo}/pages/embedded", ctx)
+    found = (await HttpExtractor().extract(f"{demo}/pages/embedded", ctx))[0]
     assert found.url == f"{demo}/secure/master.m3u8"
-    assert found.headers == {"Referer": f"{demo}/embed/player"}
+    assert found.headers == {"User-Agent": BROWSER_USER_AGENT, "Referer": f"{demo}/embed/player"}
     assert found.cookies == {"demo_session": COOKIE}
     result = await probe(ctx.client, ctx.policy, found.url, headers=found.headers,
                          cookies=found.cookies)

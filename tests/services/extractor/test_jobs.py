@@ -21,6 +21,7 @@ from shared.cache import SharedState
 from shared.codec import decode, encode
 from shared.egress import client
 from shared.egress_proxy import EgressProxy
+from shared.identity import BROWSER_USER_AGENT
 from shared.jobs import ExtractJob
 from shared.kv import keys as kv_keys
 from shared.sessions import Ended, Live, Session, SessionKind
@@ -78,7 +79,7 @@ async def test_a_job_resolves_probes_and_writes_the_record(jobs: Jobs, nc: Clien
     rec = decode(entry.value, StreamRecord)
     assert rec.health is Health.OK
     assert rec.upstream_url == f"{demo}/secure/master.m3u8"
-    assert rec.headers == {"Referer": f"{demo}/embed/player"}
+    assert rec.headers == {"User-Agent": BROWSER_USER_AGENT, "Referer": f"{demo}/embed/player"}
     assert "demo_session" in rec.cookies
     assert rec.extractor == "http"
     assert len(rec.variants) == 2

@@ -10,7 +10,7 @@ from services.extractor.registry import Context, ExtractionError, chain
 
 async def test_streamlink_confirms_the_multivariant_playlist(ctx: Context, demo: str) -> None:
     """Given the master playlist, streamlink returns it (as the multivariant URL)."""
-    found = await StreamlinkExtractor().extract(f"{demo}/live/master.m3u8", ctx)
+    found = (await StreamlinkExtractor().extract(f"{demo}/live/master.m3u8", ctx))[0]
     assert found.url == f"{demo}/live/master.m3u8"
 
 

@@ -17,7 +17,7 @@ from tests.shared.test_egress import Origin
 
 async def test_plain_page_resolves_through_yt_dlps_generic_extractor(ctx: Context, demo: str) -> None:
     """yt-dlp finds the <source> playlist of page (a)."""
-    found = await YtDlpExtractor().extract(f"{demo}/pages/plain", ctx)
+    found = (await YtDlpExtractor().extract(f"{demo}/pages/plain", ctx))[0]
     assert found.url == f"{demo}/live/master.m3u8"
     assert found.headers.get("Referer", f"{demo}/pages/plain") == f"{demo}/pages/plain"
 
