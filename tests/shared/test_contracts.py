@@ -40,16 +40,30 @@ def record() -> StreamRecord:
     )
 
 
-@pytest.mark.parametrize("event", [
-    Live(session=SESSION, at=T0),
-    Rescheduled(session=SESSION, at=T0 - timedelta(days=1), previous_start=T0 - timedelta(hours=1)),
-    Cancelled(session=SESSION, at=T0, reason="weather"),
+@pytest.mark.parametrize(("event", "phase"), [
+    (Live(session=SESSION, at=T0), Phase.LIVE),
+    (Rescheduled(session=SESSION, at=T0 - timedelta(days=1), previous_start=T0 - timedelta(hours=1)),
+     Phase.RESCHEDULED),
+    (Cancelled(session=SESSION, at=T0, reason="weather"), Phase.CANCELLED),
 ])
-def test_session_events_round_trip_as_a_tagged_union(event: SessionEvent) -> None:
+def test_session_events_round_trip_as_a_tagged_union(event: SessionEvent, phase: Phase) -> None:
     """Each event decodes back to its own type from the union, its phase in the payload."""
     data = encode(event)
-    assert msgspec.json.decode(data)["phase"] == phase_of(event).value
+    assert msgspec.json.decode(data)["phase"] == phase
+    assert phase_of(event) is phase
     assert decode(data, SessionEvent) == event  # type: ignore[arg-type]
+
+
+def test_a_payload_from_another_program_decodes_by_its_phase() -> None:
+    """What a program written elsewhere publishes: plain JSON, typed by its ``phase`` as spelled
+    on the wire (other subscribers depend on that spelling); a phase no event carries is refused."""
+    raw = msgspec.json.decode(encode(Live(session=SESSION, at=T0)))
+    for wire, kind, phase in (("live", Live, Phase.LIVE), ("cancelled", Cancelled, Phase.CANCELLED)):
+        event = decode(msgspec.json.encode({**raw, "phase": wire}), SessionEvent)  # type: ignore[arg-type]
+        assert type(event) is kind
+        assert phase_of(event) is phase
+    with pytest.raises(PayloadError, match="phase"):
+        decode(msgspec.json.encode({**raw, "phase": "postponed"}), SessionEvent)  # type: ignore[arg-type]
 
 
 def test_naive_times_are_refused() -> None:
@@ -103,4 +117,3 @@ def test_decode_caps_size_and_names_the_type() -> None:
         decode(b"{" + b" " * 300_000 + b"}", DeadLetter)
     with pytest.raises(PayloadError, match="invalid StreamRecord payload"):
         decode(b"<html>not json</html>", StreamRecord)
-    assert Phase.LIVE.value == "live"
