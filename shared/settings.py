@@ -203,6 +203,9 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     enabled: bool = True
     host: Host = "127.0.0.1"
     port: Port = 8090
+    #: Also serve the gallery of hard pages under ``/g/`` (one page per pattern real embed
+    #: sites use); off by default so the demo stays quick.
+    gallery: bool = False
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -24,11 +24,11 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(to_toml(demo_calendar(SystemClock().now())))
     tmp.replace(path)
-    srv = server(create_app(), log_level=settings.log_level)
+    srv = server(create_app(gallery=settings.demo.gallery), log_level=settings.log_level)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(srv.serve([sock]))
         log.info("demo origin ready", url=f"http://{settings.demo.host}:{settings.demo.port}/",
-                 calendar=str(path))
+                 calendar=str(path), gallery=settings.demo.gallery)
         await stop.wait()
         srv.should_exit = True
 

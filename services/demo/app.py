@@ -17,8 +17,11 @@ from litestar.datastructures import Cookie, State
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath
 from litestar.response import File
+from litestar.types import ControllerRouterHandler
 
 from services.demo import live, pages
+from services.demo.gallery.routes import Gallery
+from services.demo.gallery.routes import router as gallery_router
 from services.demo.live import Rendition
 from services.demo.media import renditions as default_renditions
 from shared.times import SystemClock
@@ -137,8 +140,8 @@ def secure_file(request: Request[object, object, State], rendition: FromPath[str
 
 # Pages.
 @get("/", media_type=MediaType.HTML, sync_to_thread=False)
-def index_page() -> str:
-    return pages.index()
+def index_page(request: Request[object, object, State]) -> str:
+    return pages.index(gallery=request.app.state.get("gallery") is not None)
 
 
 @get("/pages/plain", media_type=MediaType.HTML, sync_to_thread=False)
@@ -170,15 +173,22 @@ def healthz() -> dict[str, str]:
 
 def create_app(*, renditions: list[Rendition] | None = None,
                now: Callable[[], datetime] | None = None,
-               token: str | None = None, cookie: str | None = None) -> Litestar:
-    """Build the demo origin app; tests inject the clock and the secrets."""
+               token: str | None = None, cookie: str | None = None,
+               gallery: bool = False, gallery_secret: bytes | None = None) -> Litestar:
+    """Build the demo origin app; tests inject the clock and the secrets. ``gallery`` adds the
+    gallery of hard pages under ``/g/`` (``services.demo.gallery``)."""
     origin = Origin(renditions if renditions is not None else default_renditions(),
                     now or SystemClock().now,
                     token or secrets.token_urlsafe(12), cookie or secrets.token_urlsafe(16))
+    state: dict[str, object] = {"origin": origin}
+    handlers: list[ControllerRouterHandler] = [
+        live_master, live_file, token_master, token_file, secure_master, secure_file, index_page,
+        plain_page, scripted_page, embedded_page, embed_player, healthz]
+    if gallery:
+        state["gallery"] = Gallery(list(origin.renditions.values()), origin.now, gallery_secret)
+        handlers.append(gallery_router())
     return Litestar(
-        route_handlers=[live_master, live_file, token_master, token_file, secure_master,
-                        secure_file, index_page,
-                        plain_page, scripted_page, embedded_page, embed_player, healthz],
-        state=State({"origin": origin}),
+        route_handlers=handlers,
+        state=State(state),
         openapi_config=None, logging_config=None,
     )

@@ -22,15 +22,17 @@ def _page(title: str, body: str) -> str:
             f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
 
 
-def index() -> str:
-    """A page for humans listing the demo sources."""
+def index(*, gallery: bool = False) -> str:
+    """A page for humans listing the demo sources (and the gallery, when it is on)."""
+    more = ("<p><a href=/g/>/g/</a>: the gallery of hard pages, one per pattern real embed "
+            "sites use</p>" if gallery else "")
     return _page("Slipstream demo origin", (
         "<p>A looping live HLS stream and source pages for the extractors.</p><ul>"
         "<li><a href=/live/master.m3u8>/live/master.m3u8</a>: the public live stream</li>"
         "<li><a href=/pages/plain>/pages/plain</a>: playlist in a &lt;video&gt; tag</li>"
         "<li><a href=/pages/scripted>/pages/scripted</a>: URL built by JavaScript</li>"
         "<li><a href=/pages/embedded>/pages/embedded</a>: iframe, Referer and cookie</li></ul>"
-    ))
+    ) + more)
 
 
 def plain() -> str:
