@@ -27,16 +27,16 @@ TEXT = "\n".join([
       f"#EXTINF:2.000,\nseg_{500000 + i}.ts?sig=0123456789abcdef" for i in range(1000)], ""])
 
 
-def plain_mint(url: str, kind: str) -> str:
-    return f"/s/TOKEN/{kind}/{len(url)}.ts"
+def plain_mint(url: str, kind: str, ext: str) -> str:
+    return f"/s/TOKEN/{kind}/{len(url)}{ext or '.ts'}"
 
 
 KEY = b"k" * 32
 
 
-def keyed_mint(url: str, kind: str) -> str:
+def keyed_mint(url: str, kind: str, ext: str) -> str:
     ref = hashlib.blake2b(url.encode(), key=KEY, digest_size=8).hexdigest()
-    return f"/s/TOKEN/{kind}/{ref}.ts"
+    return f"/s/TOKEN/{kind}/{ref}{ext or '.ts'}"
 
 
 def relay_minters() -> tuple[object, object]:

@@ -13,6 +13,10 @@ class ExtractJob(msgspec.Struct, frozen=True, kw_only=True):
 
     session: Session
     source_id: str
+    #: A one-off run asked for because the stream's upstream refused the relay: it resolves
+    #: afresh (no cached extraction), writes the record, and is done; the stream's keep-fresh
+    #: job carries on as scheduled.
+    reresolve: bool = False
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

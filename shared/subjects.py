@@ -23,6 +23,11 @@ DEADLETTER_ALL: Final = f"{DEADLETTER_PREFIX}.>"
 
 #: Core NATS request subject: ask every scheduler to re-read its calendar now.
 SCHEDULER_RESYNC: Final = "control.scheduler.resync"
+#: Core NATS request subject (one extractor of the queue group answers): re-resolve one stream
+#: now, because its upstream refused the relay (``shared.control.ReresolveRequest``).
+EXTRACTOR_RERESOLVE: Final = "control.extractor.reresolve"
+#: The queue group the extractors answer control requests in (one answer per request).
+EXTRACTOR_QUEUE: Final = "extractor"
 
 #: One token: lower-case letters, digits, ``-`` and ``_``, at most 64 characters, starting with
 #: a letter or digit. The pattern every token-shaped field uses (unanchored, to compose).
@@ -31,6 +36,8 @@ TOKEN: Final = r"[a-z0-9][a-z0-9_-]{0,63}"  # noqa: S105 - a pattern, not a secr
 TOKEN_PATTERN: Final = f"^{TOKEN}$"
 #: A whole session key, ``season.event.kind`` (``2026.monaco.race``).
 SESSION_KEY_PATTERN: Final = rf"^\d{{4}}\.{TOKEN}\.{TOKEN}$"
+#: A whole stream key, ``season.event.kind.stream-id`` (``2026.monaco.race.demo-plain``).
+STREAM_KEY_PATTERN: Final = rf"^\d{{4}}\.{TOKEN}\.{TOKEN}\.{TOKEN}$"
 #: The last token of a dead letter whose subject names no session (garbage on ``sessions.x``).
 UNPARSED: Final = "unparsed"
 #: Prefix of the subjects of the JetStream stream behind a KV bucket.

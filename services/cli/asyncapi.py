@@ -30,6 +30,7 @@ import shared
 from services.extractor.app import ExtractorApp
 from services.scheduler.app import SchedulerApp
 from shared import subjects, topology
+from shared.control import ReresolveReply, ReresolveRequest
 from shared.jobs import DeadLetter, ExtractJob
 from shared.sessions import SessionEvent
 from shared.settings import load_settings
@@ -53,7 +54,10 @@ PAYLOADS: dict[str, Any] = {
     STREAMS_KV: StreamRecord,
     SESSIONS_KV: SessionEvent,
     subjects.SCHEDULER_RESYNC: ResyncRequest,
+    subjects.EXTRACTOR_RERESOLVE: ReresolveRequest,
 }
+#: Replies to requests: no subject of their own, but their schemas are in the document.
+REPLIES: list[Any] = [ReresolveReply]
 
 
 def documentation_broker() -> NatsBroker:
@@ -102,7 +106,7 @@ def generate() -> dict[str, Any]:
     for channel in doc["channels"].values():
         channel["servers"] = [{"$ref": "#/servers/nats"}]
     _, components = msgspec.json.schema_components(
-        list(PAYLOADS.values()), ref_template="#/components/schemas/{name}")
+        [*PAYLOADS.values(), *REPLIES], ref_template="#/components/schemas/{name}")
     doc["components"]["schemas"] = components
     addresses = {}  # component message name -> the address of its channel
     for channel in doc["channels"].values():

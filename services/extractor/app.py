@@ -31,6 +31,7 @@ from services.extractor.worker import Decision
 from shared import bus, logs, subjects, topology
 from shared.cache import SharedState
 from shared.codec import PayloadError, decode, encode
+from shared.control import ReresolveOutcome, ReresolveReply, ReresolveRequest
 from shared.egress import client, policy_for
 from shared.egress_proxy import EgressProxy
 from shared.health import Readiness
@@ -80,6 +81,13 @@ class ExtractorApp:
             ack_policy=AckPolicy.MANUAL, max_workers=WORKERS,
             description="Keep-fresh extraction jobs",
         )(self.on_job)
+        self.broker.subscriber(
+            subjects.EXTRACTOR_RERESOLVE, queue=subjects.EXTRACTOR_QUEUE,
+            description="Re-resolve one stream now (the relay asks when its upstream refuses "
+            "it: 401, 403, 410): a one-off job for the stream's session and source is queued "
+            "at once. One extractor of the queue group 'extractor' answers a ReresolveReply "
+            "(accepted, unknown or unavailable)",
+        )(self.on_reresolve)
 
     def context(self, source: SourceSettings) -> Context:
         if self.http is None or self.proxy is None:
@@ -181,6 +189,25 @@ class ExtractorApp:
         else:
             await msg.nack(delay=decision.next_run or 1.0)
             JOBS.labels("again").inc()
+
+    async def on_reresolve(self, msg: NatsMessage) -> bytes:
+        """Queue a one-off job that re-resolves the requested stream now; answers a
+        ``ReresolveReply`` (request/reply on ``control.extractor.reresolve``)."""
+        try:
+            request = decode(msg.raw_message.data, ReresolveRequest)
+        except PayloadError as exc:
+            return encode(ReresolveReply(outcome=ReresolveOutcome.UNKNOWN, detail=str(exc)[:300]))
+        if self.jobs is None or self.stopping:
+            return encode(ReresolveReply(outcome=ReresolveOutcome.UNAVAILABLE,
+                                         detail="the extractor is starting or stopping"))
+        log.info("re-resolve asked", stream=request.stream, status=request.status,
+                 reason=request.reason)
+        try:
+            reply = await self.jobs.reresolve(request.stream)
+        except (NatsError, TimeoutError) as exc:
+            reply = ReresolveReply(outcome=ReresolveOutcome.UNAVAILABLE,
+                                   detail=str(exc) or type(exc).__name__)
+        return encode(reply)
 
     @staticmethod
     async def _give_back(msg: NatsMessage) -> None:

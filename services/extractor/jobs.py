@@ -5,12 +5,19 @@
 session's streams when it ends, is cancelled or moves. ``run`` does one run of a job: it reads
 the session's phase and the stream record, resolves or probes, and writes the record with
 compare-and-set; :mod:`services.extractor.worker` decides what that run means.
+
+``reresolve`` answers the relay's request to re-resolve a stream now (its upstream refused the
+relay): it queues a one-off job (``ExtractJob.reresolve``) for that stream's session and source,
+which resolves afresh, writes the record and is done, while the keep-fresh job runs on as
+scheduled. Its message id is per stream and 10-second window, so relay replicas that all met
+the refusal queue one job between them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Final
 
 import msgspec
 from nats.js import JetStreamContext
@@ -35,6 +42,7 @@ from services.extractor.worker import Decision
 from shared import logs, subjects
 from shared.cache import LimitTimeoutError, SharedState
 from shared.codec import PayloadError, decode, encode
+from shared.control import ReresolveOutcome, ReresolveReply
 from shared.jobs import ExtractJob
 from shared.kv import keys as kv_keys
 from shared.sessions import Phase, Session, SessionEvent, phase_of
@@ -46,6 +54,8 @@ log = logs.get(__name__)
 
 STARTS = frozenset({Phase.UPCOMING, Phase.LIVE})
 STOPS = frozenset({Phase.ENDED, Phase.CANCELLED, Phase.RESCHEDULED})
+#: Re-resolve requests for one stream within this many seconds queue one job.
+RERESOLVE_WINDOW: Final = 10
 
 
 def job_id(session: Session, source_id: str) -> str:
@@ -95,6 +105,11 @@ class Jobs:
         log.info("session streams removed", session=key, streams=len(keys))
 
     async def phase(self, key: str) -> Phase | None:
+        event = await self.session_event(key)
+        return None if event is None else phase_of(event)
+
+    async def session_event(self, key: str) -> SessionEvent | None:
+        """The last event of a session, from the ``sessions`` bucket."""
         try:
             entry = await self.sessions.get(key)
         except KeyNotFoundError:
@@ -103,9 +118,29 @@ class Jobs:
             return None
         try:
             event: SessionEvent = decode(entry.value, SessionEvent)
-            return phase_of(event)
         except PayloadError:
             return None
+        return event
+
+    async def reresolve(self, key: str) -> ReresolveReply:
+        """Queue a one-off job that re-resolves the stream ``key`` now."""
+        record, _ = await self.record(key)
+        if record is None:
+            return ReresolveReply(outcome=ReresolveOutcome.UNKNOWN, detail="no such stream")
+        source = self.catalog.get(record.source_id)
+        if source is None:
+            return ReresolveReply(outcome=ReresolveOutcome.UNKNOWN, detail="its source is gone")
+        event = await self.session_event(record.session)
+        if event is None or worker.should_stop(phase_of(event)):
+            return ReresolveReply(outcome=ReresolveOutcome.UNKNOWN, detail="its session is not on")
+        session = event.session
+        job = ExtractJob(session=session, source_id=source.id, reresolve=True)
+        window = int(self.clock.now().timestamp()) // RERESOLVE_WINDOW
+        ack = await self.js.publish(subjects.extract_job(session.key, source.id), encode(job),
+                                    headers={"Nats-Msg-Id": f"reresolve:{key}:{window}"})
+        log.info("re-resolve queued", key=key, duplicate=ack.duplicate)
+        return ReresolveReply(outcome=ReresolveOutcome.ACCEPTED,
+                              detail="already queued" if ack.duplicate else "queued")
 
     async def record(self, key: str) -> tuple[StreamRecord | None, int | None]:
         try:
@@ -139,6 +174,9 @@ class Jobs:
             return Decision(stop=True)
         now = self.clock.now()
         interval = self.settings.extractor.probe_interval
+        if job.reresolve:
+            return await self._reresolve_now(record, revision, source=source, session=session,
+                                             key=key, now=now)
         try:
             fresh = await self._refresh(record, source, session, key, now)
         except (ResolveError, ProbeError) as exc:
@@ -161,6 +199,33 @@ class Jobs:
         log.debug("job run", key=key, attempt=attempt, next_run=decision.next_run,
                   stop=decision.stop)
         return decision
+
+    async def _reresolve_now(self, record: StreamRecord | None, revision: int | None, *,
+                             source: SourceSettings, session: Session, key: str,
+                             now: datetime) -> Decision:
+        """The one run of a re-resolve job: resolve afresh and write the record if it changed.
+        A failure writes nothing: the keep-fresh job's probes judge the stream's health."""
+        try:
+            resolution = await self._resolve(source, page_url(source, session),
+                                             self.context(source), fresh=True)
+        except (ResolveError, ProbeError) as exc:
+            log.warning("re-resolve failed; the keep-fresh job carries on", key=key,
+                        error=str(exc)[:300])
+            return Decision(stop=True)
+        self.last_probe[key] = resolution.probe
+        fresh = to_record(resolution, source=source, session=session, now=now)
+        if _changed(record, fresh):
+            try:
+                if revision is None:
+                    await self.streams.create(key, encode(fresh))
+                else:
+                    await self.streams.update(key, encode(fresh), last=revision)
+            except KeyWrongLastSequenceError:
+                log.info("record changed under us; re-resolving again", key=key)
+                return Decision(next_run=1.0)
+        log.info("stream re-resolved", key=key, extractor=fresh.extractor,
+                 changed=record is None or record.upstream_url != fresh.upstream_url)
+        return Decision(stop=True)
 
     async def _resolve(self, source: SourceSettings, url: str, ctx: Context, *,
                        fresh: bool) -> Resolution:

@@ -1,5 +1,6 @@
 """App factory of the relay: the Litestar routes over :mod:`services.relay.relay`, the NATS link
-and KV watch, the upstream client, CORS for the web UI, health and metrics.
+and KV watch, the upstream client, the re-resolve requests to the extractor, CORS for the web
+UI, health and metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from litestar.response import Redirect, Stream
 from prometheus_client import Counter
 
 from services.relay.relay import BLOCKING_PARAMS, Relay, RelayError, Served
+from services.relay.reresolve import Reresolver
 from services.relay.upstream import Upstream
 from shared import logs, topology
 from shared.cache import SharedState
@@ -134,8 +136,10 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     shared = SharedState(settings.redis.url, timeout=settings.redis.timeout,
                          max_entry=16 * 1024 * 1024)
     upstream = Upstream(http, policy, cache_bytes=settings.relay.cache_bytes, shared=shared)
+    reresolver = Reresolver(lambda: link.client)
     relay = Relay(Signer(load_secret(settings.relay.secret, settings.data_path)), records, upstream,
-                  redirect_public=settings.relay.redirect_public_segments)
+                  redirect_public=settings.relay.redirect_public_segments,
+                  on_refused=reresolver.refused)
 
     def stream_changed(key: str, record: StreamRecord | None, revision: int) -> None:
         if record is None:
@@ -165,6 +169,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
             async with background(follow(), "relay-follow-streams", critical=True):
                 yield
         finally:
+            await reresolver.close()
             await upstream.close()
             await http.aclose()
             await shared.close()
@@ -174,7 +179,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     return Litestar(
         route_handlers=[*ROUTES, master, resource],
         lifespan=[lifespan],
-        state=State({"readiness": readiness, "relay": relay}),
+        state=State({"readiness": readiness, "relay": relay, "reresolver": reresolver}),
         exception_handlers={RelayError: _error},
         cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "HEAD", "OPTIONS"]),
         openapi_config=None,

@@ -1,19 +1,32 @@
 """The relay's request logic, between the routes and the upstream: authorise, find the stream
 and the resource, fetch (shared), rewrite playlists. No web framework here: typed errors out.
+
+Each relay URL ends in the extension of what its resource is (decided by the playlist's
+structure, see :mod:`services.relay.rewrite`); media segments are sniffed and cleaned as they
+arrive (:mod:`services.relay.sniff`) and answered with the Content-Type of what they turned out
+to be. When an upstream refuses the relay (401, 403, 410), ``on_refused`` is told the stream, so
+the extractor can re-resolve it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import httpx
 
 from services.relay.continuity import Position, Shift, apply, end_of, switch
 from services.relay.rewrite import Kind, Mint, PlaylistError, rewrite
+from services.relay.sniff import (
+    CONTENT_TYPES,
+    SEGMENTS,
+    Media,
+    by_content_type,
+    segment_extension,
+)
 from services.relay.upstream import Body, Upstream, UpstreamError
 from shared.kvmirror import KvMirror
 from shared.relay_urls import RelayTokenError, Signer
@@ -25,13 +38,22 @@ PLAYLIST_TTL: Final = 1.0
 BLOCKING_TIMEOUT: Final = 30.0
 BLOCKING_PARAMS: Final = ("_HLS_msn", "_HLS_part", "_HLS_skip")
 MAX_REFS: Final = 50_000
-DEFAULT_EXT: Final = {Kind.PLAYLIST: ".m3u8", Kind.MEDIA: ".ts", Kind.KEY: ".key", Kind.DATA: ".json"}
-CONTENT_TYPES: Final = {
-    ".ts": "video/mp2t", ".m4s": "video/iso.segment", ".mp4": "video/mp4", ".m4a": "audio/mp4",
-    ".aac": "audio/aac", ".mp3": "audio/mpeg", ".vtt": "text/vtt", ".webvtt": "text/vtt",
-    ".key": "application/octet-stream", ".json": "application/json",
-}
-PLAYLIST_TYPE: Final = "application/vnd.apple.mpegurl"
+PLAYLIST_TYPE: Final = CONTENT_TYPES[Media.PLAYLIST]
+#: What a segment's sniffed type may teach about its playlist's other segments.
+LEARNABLE: Final = SEGMENTS - {Media.INIT}
+#: Upstream answers that mean the stream's URL (or its credentials) no longer works.
+REFUSALS: Final = frozenset({401, 403, 410})
+
+#: Told (stream key, upstream status, reason) when a stream's upstream refuses the relay.
+OnRefused = Callable[[str, int, str], None]
+
+
+class Ref(NamedTuple):
+    """What a ref stands for: the upstream URL, its kind, and the playlist it was named in."""
+
+    url: str
+    kind: str
+    playlist: str = ""
 
 
 class RelayError(Exception):
@@ -66,13 +88,17 @@ class Relay:
     """Everything the relay's routes need."""
 
     def __init__(self, signer: Signer, records: KvMirror[StreamRecord], upstream: Upstream, *,
-                 redirect_public: bool = False) -> None:
+                 redirect_public: bool = False, on_refused: OnRefused | None = None) -> None:
         self.signer = signer
         self.redirect_public = redirect_public
         self.records = records
         self.upstream = upstream
-        self.refs: dict[str, OrderedDict[str, tuple[str, str]]] = {}
+        self.on_refused = on_refused
+        self.refs: dict[str, OrderedDict[str, Ref]] = {}
         self._paths: dict[str, dict[str, str]] = {}
+        #: (stream, playlist URL) -> what a segment of that playlist was sniffed to be: names
+        #: its segments that neither a map nor their upstream name types.
+        self.learned: dict[tuple[str, str], str] = {}
         #: Playlist ref -> (master URL, position in it), and each master's playlist refs in order.
         self.slots: dict[str, dict[str, tuple[str, int]]] = {}
         self.orders: dict[tuple[str, str], list[str]] = {}
@@ -86,6 +112,8 @@ class Relay:
         self.refs.pop(key, None)
         self._paths.pop(key, None)
         self.slots.pop(key, None)
+        for pair in [p for p in self.learned if p[0] == key]:
+            del self.learned[pair]
         for pair in [p for p in self.orders if p[0] == key]:
             del self.orders[pair]
         for pair in [p for p in self.continuity if p[0] == key]:
@@ -115,22 +143,25 @@ class Relay:
             raise RelayError(404, "no such stream")
         return Target(key=key, record=record, prefix=f"/s/{session}/{stream_id}/{token}")
 
-    def _minter(self, key: str, prefix: str) -> Mint:
+    def _minter(self, key: str, prefix: str, playlist: str = "") -> Mint:
+        """Mints the relay URLs of the playlist at ``playlist``. The same upstream URL always
+        gets the same relay URL (path remembered), so a player's view of a live window stays
+        stable across refreshes whatever is learned meanwhile."""
         refs = self.refs.setdefault(key, OrderedDict())
         # A live window repeats most URIs refresh after refresh: remember each one's path.
         paths = self._paths.setdefault(key, {})
         ref_of = self.signer.ref
+        learned = self.learned.get((key, playlist))
 
-        def mint(url: str, kind: str) -> str:
+        def mint(url: str, kind: str, ext: str) -> str:
             path = paths.get(url)
             if path is None:
                 ref = ref_of(url)
-                refs[ref] = (url, kind)
+                refs[ref] = Ref(url, kind, playlist)
                 if len(refs) > MAX_REFS:
-                    _, (old_url, _) = refs.popitem(last=False)
-                    paths.pop(old_url, None)
-                ext = _extension(url) if kind == Kind.MEDIA else ""
-                path = paths[url] = f"/{kind}/{ref}{ext or DEFAULT_EXT[kind]}"
+                    _, old = refs.popitem(last=False)
+                    paths.pop(old.url, None)
+                path = paths[url] = f"/{kind}/{ref}{ext or segment_extension(url, learned)}"
             return prefix + path
 
         return mint
@@ -152,9 +183,11 @@ class Relay:
             got = await self.upstream.playlist(url, record.headers, record.cookies, ttl,
                                                deadline=timeout, stream=target.key)
         except UpstreamError as exc:
+            self._refused(target.key, exc)
             raise RelayError(exc.status, exc.reason) from exc
         try:
-            text = rewrite(got.text, str(got.url), mint or self._minter(target.key, target.prefix))
+            text = rewrite(got.text, str(got.url),
+                           mint or self._minter(target.key, target.prefix, url))
         except PlaylistError as exc:
             self.upstream.forget(url)
             raise RelayError(502, f"upstream sent an unusable playlist: {exc}") from exc
@@ -164,10 +197,10 @@ class Relay:
         """The master playlist; remembers which playlist ref holds which slot of it."""
         master_url = target.record.upstream_url
         order: list[str] = []
-        mint = self._minter(target.key, target.prefix)
+        mint = self._minter(target.key, target.prefix, master_url)
 
-        def recording(url: str, kind: str) -> str:
-            path = mint(url, kind)
+        def recording(url: str, kind: str, ext: str) -> str:
+            path = mint(url, kind, ext)
             if kind == Kind.PLAYLIST:
                 order.append(path.rsplit("/", 1)[1].partition(".")[0])
             return path
@@ -188,7 +221,7 @@ class Relay:
             await self.master(target)
             order = self.orders.get((target.key, target.record.upstream_url), [])
             if slot[1] < len(order):
-                url = self.refs[target.key][order[slot[1]]][0]
+                url = self.refs[target.key][order[slot[1]]].url
         served = await self.playlist(target, url, blocking)
         if served.text is None or "#EXT-X-STREAM-INF" in served.text:
             return served
@@ -200,10 +233,15 @@ class Relay:
         self.continuity[(target.key, ref)] = (url, shift, end_of(text))
         return Served(content_type=served.content_type, text=text)
 
-    def _ref(self, key: str, ref: str) -> tuple[str, str] | None:
-        """The (upstream URL, kind) a stream's ref stands for, if it was minted."""
+    def _ref(self, key: str, ref: str) -> Ref | None:
+        """What a stream's ref stands for, if it was minted."""
         refs = self.refs.get(key)
         return None if refs is None else refs.get(ref)
+
+    def _refused(self, key: str, error: UpstreamError) -> None:
+        """Tell ``on_refused`` when the upstream said the stream's URL no longer works."""
+        if self.on_refused is not None and error.upstream_status in REFUSALS:
+            self.on_refused(key, error.upstream_status, error.reason)
 
     async def resource(self, target: Target, kind: str, name: str,
                        blocking: Mapping[str, str] | None = None) -> Served:
@@ -213,19 +251,34 @@ class Relay:
         if entry is None:
             await self._rebuild(target)
             entry = self._ref(target.key, ref)
-        if entry is None or entry[1] != kind:
+        if entry is None or entry.kind != kind:
             raise RelayError(404, "no such resource in this stream")
-        url = entry[0]
+        url = entry.url
         if kind == Kind.PLAYLIST:
             return await self.followed(target, ref, url, blocking)
-        content_type = CONTENT_TYPES.get(f".{ext}", "application/octet-stream")
+        named = CONTENT_TYPES.get(f".{ext}", "application/octet-stream")
         record = target.record
-        if kind == Kind.MEDIA and record.public_segments and self.redirect_public:
-            return Served(content_type=content_type, redirect=url)
-        body = self.upstream.segment(url, record.headers, record.cookies, target.key)
-        await _first_bytes(body)
-        return Served(content_type=body.content_type if kind == Kind.DATA else content_type,
-                      body=body)
+        if kind in (Kind.MEDIA, Kind.RAW) and record.public_segments and self.redirect_public:
+            return Served(content_type=named, redirect=url)
+        # Media is sniffed and cleaned as it arrives; encrypted or byte-ranged media, keys
+        # and data pass byte for byte.
+        body = self.upstream.segment(url, record.headers, record.cookies, target.key,
+                                     clean=kind == Kind.MEDIA)
+        try:
+            await _first_bytes(body)
+        except UpstreamError as exc:
+            self._refused(target.key, exc)
+            raise RelayError(exc.status, exc.reason) from exc
+        if kind == Kind.DATA:
+            return Served(content_type=body.content_type, body=body)
+        if kind != Kind.MEDIA:
+            return Served(content_type=named, body=body)
+        media = body.media or by_content_type(body.content_type)
+        if media == Media.PLAYLIST:  # relayed as it is, it would show viewers upstream URLs
+            raise RelayError(502, "upstream sent a playlist where a segment belongs")
+        if media in LEARNABLE and entry.playlist:
+            self.learned[(target.key, entry.playlist)] = media
+        return Served(content_type=CONTENT_TYPES.get(media or "", named), body=body)
 
     async def _rebuild(self, target: Target) -> None:
         """Learn the stream's resources by fetching its playlists (a ref minted elsewhere:
@@ -242,23 +295,9 @@ class Relay:
 
     async def _walk(self, target: Target) -> None:
         await self.master(target)
-        for url, kind in list(self.refs.get(target.key, {}).values()):
-            if kind == Kind.PLAYLIST:
-                await self.playlist(target, url)
-
-
-def _extension(url: str) -> str:
-    """The media extension of a URL's path (``.ts``), kept so players accept relay URLs."""
-    end = len(url)
-    for stop in ("?", "#"):
-        at = url.find(stop)
-        if at != -1:
-            end = min(end, at)
-    dot = url.rfind(".", 0, end)
-    if dot <= url.rfind("/", 0, end) or end - dot > 8:
-        return ""
-    ext = url[dot:end].lower()
-    return ext if ext[1:].isalnum() else ""
+        for entry in list(self.refs.get(target.key, {}).values()):
+            if entry.kind == Kind.PLAYLIST:
+                await self.playlist(target, entry.url)
 
 
 async def _first_bytes(body: Body) -> None:
@@ -268,4 +307,4 @@ async def _first_bytes(body: Body) -> None:
         if not body.chunks and not body.done and body.error is None:
             await body.changed.wait()
     if body.error is not None and not body.chunks:
-        raise RelayError(body.error.status, body.error.reason)
+        raise body.error

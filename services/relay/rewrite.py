@@ -10,6 +10,18 @@ segments, and these attributes are rewritten:
     EXT-X-RENDITION-REPORT URI (playlist) EXT-X-SESSION-DATA URI (data)
     EXT-X-CONTENT-STEERING SERVER-URI     EXT-X-DATERANGE X-ASSET-URI (playlist), X-ASSET-LIST
 
+The position also names what each resource is, as the extension the minter gives its relay URL
+(players such as ffmpeg accept a segment only by a media extension that matches its format):
+playlists ``.m3u8``, keys ``.key``, ``EXT-X-MAP`` init sections ``.mp4`` (``.ts`` when the
+map is named ``.ts``: an MPEG-TS PAT/PMT), segments and parts after a map ``.m4s`` (or ``.ts``),
+data ``.json``. A segment no map types gets ``""``: the minter names it with
+:func:`services.relay.sniff.segment_extension` (a sniffed sibling, its name if that is a media
+extension, else ``.ts``), so an upstream ``.png`` or ``.css`` name never reaches a player.
+Media that must reach the viewer byte for byte is :attr:`Kind.RAW`: segments, parts and maps
+under an ``EXT-X-KEY`` whose METHOD is not NONE (encrypted), or addressed by a byte range
+(``EXT-X-BYTERANGE``, a ``BYTERANGE`` attribute, ``BYTERANGE-START``: offsets into the upstream
+body, which cleaning would shift).
+
 Relative URIs resolve against the playlist's final URL (after redirects). Variables from
 ``EXT-X-DEFINE`` (``NAME``/``VALUE``, ``QUERYPARAM`` from that URL, ``IMPORT`` given by the
 caller) are substituted in URIs before they are resolved; ``QUERYPARAM`` definitions are then
@@ -25,12 +37,17 @@ from collections.abc import Callable, Mapping
 from typing import Final
 from urllib.parse import parse_qs, urljoin, urlsplit
 
+from services.relay.sniff import Media, name_extension
+
 
 class Kind:
     """What a URI points at, which decides how the relay serves it (plain strings: hot path)."""
 
     PLAYLIST: Final = "p"
+    #: A segment, part or init section: sniffed, cleaned of cloaking.
     MEDIA: Final = "m"
+    #: Media relayed byte for byte: encrypted, or addressed by byte ranges.
+    RAW: Final = "r"
     KEY: Final = "k"
     DATA: Final = "d"
 
@@ -39,27 +56,31 @@ class PlaylistError(ValueError):
     """The text is not an HLS playlist the relay can rewrite."""
 
 
-#: Turns an absolute upstream URL into a relay URL for that kind of resource.
-Mint = Callable[[str, str], str]
+#: Turns an absolute upstream URL into a relay URL: ``mint(url, kind, extension)``, where the
+#: extension is what the resource is (``""``: a segment only the minter can name).
+Mint = Callable[[str, str, str], str]
 
 MAX_LINE: Final = 64 * 1024
 #: A six-hour DVR window of 2 s segments with LL-HLS parts stays well under this.
 MAX_LINES: Final = 250_000
 #: Distinct EXT-X-KEY tags in one playlist (key rotation every segment of a long window fits).
 MAX_KEYS: Final = 12_000
-_URI_ATTRS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
-    "#EXT-X-MEDIA:": (("URI", Kind.PLAYLIST),),
-    "#EXT-X-I-FRAME-STREAM-INF:": (("URI", Kind.PLAYLIST),),
-    "#EXT-X-KEY:": (("URI", Kind.KEY),),
-    "#EXT-X-SESSION-KEY:": (("URI", Kind.KEY),),
-    "#EXT-X-MAP:": (("URI", Kind.MEDIA),),
-    "#EXT-X-PART:": (("URI", Kind.MEDIA),),
-    "#EXT-X-PRELOAD-HINT:": (("URI", Kind.MEDIA),),
-    "#EXT-X-RENDITION-REPORT:": (("URI", Kind.PLAYLIST),),
-    "#EXT-X-SESSION-DATA:": (("URI", Kind.DATA),),
-    "#EXT-X-CONTENT-STEERING:": (("SERVER-URI", Kind.DATA),),
-    "#EXT-X-DATERANGE:": (("X-ASSET-URI", Kind.PLAYLIST), ("X-ASSET-LIST", Kind.DATA)),
+_Spec = tuple[tuple[str, str, str], ...]
+#: Tags whose URIs are of one kind wherever they are: (attribute, kind, extension).
+_URI_ATTRS: Final[Mapping[str, _Spec]] = {
+    "#EXT-X-MEDIA:": (("URI", Kind.PLAYLIST, Media.PLAYLIST),),
+    "#EXT-X-I-FRAME-STREAM-INF:": (("URI", Kind.PLAYLIST, Media.PLAYLIST),),
+    "#EXT-X-SESSION-KEY:": (("URI", Kind.KEY, Media.KEY),),
+    "#EXT-X-RENDITION-REPORT:": (("URI", Kind.PLAYLIST, Media.PLAYLIST),),
+    "#EXT-X-SESSION-DATA:": (("URI", Kind.DATA, Media.DATA),),
+    "#EXT-X-CONTENT-STEERING:": (("SERVER-URI", Kind.DATA, Media.DATA),),
+    "#EXT-X-DATERANGE:": (("X-ASSET-URI", Kind.PLAYLIST, Media.PLAYLIST),
+                          ("X-ASSET-LIST", Kind.DATA, Media.DATA)),
 }
+_KEY_SPEC: Final[_Spec] = (("URI", Kind.KEY, Media.KEY),)
+#: Tags whose URIs depend on what came before them (keys, maps, byte ranges).
+_MEDIA_TAGS: Final = frozenset({"#EXT-X-KEY:", "#EXT-X-MAP:", "#EXT-X-PART:",
+                                "#EXT-X-PRELOAD-HINT:", "#EXT-X-BYTERANGE:"})
 _ATTR: Final = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^",\r\n]*)')
 _VAR: Final = re.compile(r"\{\$([A-Za-z0-9_-]+)\}")
 
@@ -98,9 +119,8 @@ class _Resolver:
         return self.variables[name]
 
 
-def _rewrite_attrs(line: str, spec: tuple[tuple[str, str], ...], resolve: _Resolver,
-                   mint: Mint) -> str:
-    for name, kind in spec:
+def _rewrite_attrs(line: str, spec: _Spec, resolve: _Resolver, mint: Mint) -> str:
+    for name, kind, ext in spec:
         key = f'{name}="'
         start = line.find(key)
         # Attribute names are matched at an attribute boundary only (after ":" or ",").
@@ -114,8 +134,71 @@ def _rewrite_attrs(line: str, spec: tuple[tuple[str, str], ...], resolve: _Resol
             raise PlaylistError(f"unterminated {name} attribute")
         absolute = resolve(line[value_start:end])
         if absolute is not None:
-            line = line[:value_start] + mint(absolute, kind) + line[end:]
+            line = line[:value_start] + mint(absolute, kind, ext) + line[end:]
     return line
+
+
+def _has(line: str, name: str) -> bool:
+    """Whether an attribute list has attribute ``name`` (at an attribute boundary)."""
+    return f":{name}=" in line or f",{name}=" in line
+
+
+def _value(line: str, name: str) -> str:
+    """An unquoted attribute's value (``METHOD``, ``TYPE``), or ``""``."""
+    for lead in (":", ","):
+        at = line.find(f"{lead}{name}=")
+        if at != -1:
+            start = at + len(name) + 2
+            end = line.find(",", start)
+            return line[start:end if end != -1 else len(line)].strip()
+    return ""
+
+
+class _Media:
+    """What the tags read so far say about the next media URIs of a playlist."""
+
+    def __init__(self, master: bool) -> None:
+        self.master = master
+        self.encrypted = False
+        self.ranged = False  # the next segment line has an EXT-X-BYTERANGE
+        self.segment_ext = ""  # "" until an EXT-X-MAP types the segments
+
+    def kind(self, ranged: bool) -> str:
+        return Kind.RAW if ranged or self.encrypted else Kind.MEDIA
+
+    def next_line(self) -> tuple[str, str]:
+        """The kind and extension of the next URI line."""
+        if self.master:  # a URI line of a master playlist is a variant playlist
+            return Kind.PLAYLIST, Media.PLAYLIST
+        return self.kind(self.ranged), self.segment_ext
+
+    def line_done(self) -> tuple[str, str]:
+        """A URI line was read: its byte range (if any) covered it alone."""
+        self.ranged = False
+        return self.next_line()
+
+    def tag(self, line: str, tag: str, resolve: _Resolver, mint: Mint) -> str:
+        """Read (and rewrite) one of :data:`_MEDIA_TAGS`."""
+        if tag == "#EXT-X-BYTERANGE:":
+            self.ranged = True
+            return line
+        if tag == "#EXT-X-KEY:":
+            self.encrypted = _value(line, "METHOD").upper() not in ("NONE", "")
+            return _rewrite_attrs(line, _KEY_SPEC, resolve, mint)
+        if tag == "#EXT-X-MAP:":
+            init = Media.TS if name_extension(attributes(line).get("URI", "")) == ".ts" \
+                else Media.INIT
+            self.segment_ext = Media.TS if init == Media.TS else Media.FRAGMENT
+            spec = (("URI", self.kind(_has(line, "BYTERANGE")), init),)
+        elif tag == "#EXT-X-PART:":
+            spec = (("URI", self.kind(_has(line, "BYTERANGE")), self.segment_ext),)
+        else:  # EXT-X-PRELOAD-HINT: the next part, or the next map
+            ranged = _has(line, "BYTERANGE-START")
+            if _value(line, "TYPE").upper() == "MAP":
+                spec = (("URI", self.kind(ranged), Media.INIT),)
+            else:
+                spec = (("URI", self.kind(ranged), self.segment_ext),)
+        return _rewrite_attrs(line, spec, resolve, mint)
 
 
 _DEFINE: Final = re.compile(r"^#EXT-X-DEFINE:([^\r\n]*)(\r?\n)?", re.M)
@@ -126,6 +209,43 @@ def rewrite(text: str, base: str, mint: Mint, *, imports: Mapping[str, str] | No
 
     Raises :class:`PlaylistError` for anything that is not a rewritable HLS playlist.
     """
+    body, variables = _prepare(text, base, imports)
+    resolve = _Resolver(base, variables)
+    # URI lines of a master playlist follow EXT-X-STREAM-INF (the spec allows nothing else
+    # there, and a playlist is master or media, never both): the kind follows from the position.
+    media = _Media(master="#EXT-X-STREAM-INF:" in body)
+    line_kind, line_ext = media.next_line()
+    ranged = False
+    lines = body.split("\n")
+    _check_shape(body, lines)
+    # The hot loop: one cheap test per line; only URI lines and URI-bearing tags do more.
+    for i, line in enumerate(lines):
+        first = line[:1]
+        if first == "#":
+            if line.startswith("#EXT-X-"):
+                tag = line[: line.find(":") + 1]
+                spec = _URI_ATTRS.get(tag)
+                if spec is not None:
+                    lines[i] = _rewrite_attrs(line, spec, resolve, mint)
+                elif tag in _MEDIA_TAGS:  # in a master playlist too: no URI is left upstream
+                    lines[i] = media.tag(line, tag, resolve, mint)
+                    line_kind, line_ext = media.next_line()
+                    ranged = media.ranged
+        elif first and first != "\r":
+            uri = line.strip()
+            if uri:
+                absolute = resolve(uri)
+                if absolute is not None:
+                    lines[i] = mint(absolute, line_kind, line_ext) + \
+                        ("\r" if line[-1] == "\r" else "")
+                if ranged:
+                    line_kind, line_ext = media.line_done()
+                    ranged = False
+    return "\n".join(lines)
+
+
+def _prepare(text: str, base: str, imports: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
+    """The playlist's text to rewrite and its variables, or :class:`PlaylistError`."""
     body = text.removeprefix("\ufeff")
     if not body.startswith("#EXTM3U"):
         raise PlaylistError("not an HLS playlist (no #EXTM3U header)")
@@ -134,27 +254,7 @@ def rewrite(text: str, base: str, mint: Mint, *, imports: Mapping[str, str] | No
     variables: dict[str, str] = {}
     if "#EXT-X-DEFINE:" in body:
         body = _defines(body, base, variables, imports or {})
-    resolve = _Resolver(base, variables)
-    # URI lines of a master playlist follow EXT-X-STREAM-INF (the spec allows nothing else
-    # there, and a playlist is master or media, never both): the kind follows from the position.
-    line_kind = Kind.PLAYLIST if "#EXT-X-STREAM-INF:" in body else Kind.MEDIA
-    lines = body.split("\n")
-    _check_shape(body, lines)
-    # The hot loop: one cheap test per line; only URI lines and URI-bearing tags do more.
-    for i, line in enumerate(lines):
-        first = line[:1]
-        if first == "#":
-            if line.startswith("#EXT-X-"):
-                spec = _URI_ATTRS.get(line[: line.find(":") + 1])
-                if spec is not None:
-                    lines[i] = _rewrite_attrs(line, spec, resolve, mint)
-        elif first and first != "\r":
-            uri = line.strip()
-            if uri:
-                absolute = resolve(uri)
-                if absolute is not None:
-                    lines[i] = mint(absolute, line_kind) + ("\r" if line[-1] == "\r" else "")
-    return "\n".join(lines)
+    return body, variables
 
 
 def _check_shape(body: str, lines: list[str]) -> None:

@@ -4,6 +4,11 @@ Concurrent requests for the same URL share one upstream fetch (single-flight). P
 then cached for a fraction of their target duration. Segment bodies are streamed to every
 waiting viewer as their chunks arrive (a shared in-flight body), then cached in memory within a
 byte budget, least recently used first out.
+
+Media segments are cleaned on their way in (:class:`services.relay.sniff.Cleaner`): their first
+bytes are held back until it is known what they are (at most 64 KiB plus a few packets), and a
+cloak in front of an MPEG-TS is dropped, so no viewer, cache or other replica ever sees it.
+Viewers' byte ranges and HEAD are then answered from the cleaned body.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import httpx
 import msgspec
 from prometheus_client import Counter, Histogram
 
+from services.relay.sniff import Cleaner
 from shared.cache import SharedState
 from shared.egress import EgressDeniedError, EgressPolicy
 from shared.fetch import (
@@ -44,6 +50,9 @@ FETCHES = Counter("slipstream_relay_upstream_fetches_total", "Upstream fetches",
                   ["kind", "stream"])
 CACHE = Counter("slipstream_relay_cache_total", "Cache lookups", ["kind", "result", "stream"])
 BYTES_IN = Counter("slipstream_relay_upstream_bytes_total", "Bytes read from upstream", ["stream"])
+CLEANED = Counter("slipstream_relay_cleaned_segments_total",
+                  "Segments whose MPEG-TS was cloaked (an image or padding in front), cleaned",
+                  ["cloak", "stream"])
 
 
 class Shared(msgspec.Struct, frozen=True):
@@ -52,6 +61,8 @@ class Shared(msgspec.Struct, frozen=True):
     url: str
     body: bytes
     content_type: str = ""
+    #: What the (cleaned) body was sniffed to be, as an extension (``.ts``); "" if unknown.
+    media: str = ""
 
 
 def _decode(raw: bytes | None) -> Shared | None:
@@ -68,12 +79,14 @@ def _shared_key(kind: str, url: str) -> str:
 
 
 class UpstreamError(Exception):
-    """Upstream failed; ``status`` is the HTTP status the relay answers with (502 or 504)."""
+    """Upstream failed; ``status`` is the HTTP status the relay answers with (502 or 504),
+    ``upstream_status`` the one the upstream answered with, if it answered."""
 
-    def __init__(self, reason: str, status: int = 502) -> None:
+    def __init__(self, reason: str, status: int = 502, upstream_status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.upstream_status = upstream_status
 
 
 @dataclass
@@ -81,6 +94,8 @@ class Body:
     """A segment body, complete or still arriving; readers get chunks as they come."""
 
     content_type: str = "application/octet-stream"
+    #: What a cleaned body was sniffed to be (``.ts``), known before its first chunk.
+    media: str | None = None
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
     done: bool = False
@@ -180,8 +195,9 @@ class Upstream:
         self._playlists.pop(url, None)
 
     def segment(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
-                stream: str = "") -> Body:
-        """The body of a segment (or key, init section, data): cached, in flight, or started now."""
+                stream: str = "", *, clean: bool = False) -> Body:
+        """The body of a segment (or key, init section, data): cached, in flight, or started
+        now; with ``clean``, sniffed and cleaned of any cloak in front of its MPEG-TS."""
         cached = self._segments.get(url)
         if cached is not None and cached[0] > time.monotonic():
             self._segments.move_to_end(url)
@@ -193,17 +209,20 @@ class Upstream:
             return flight[0]
         CACHE.labels("segment", "miss", stream).inc()
         body = Body()
-        task = asyncio.create_task(self._fill(url, headers, cookies, body, stream=stream))
+        task = asyncio.create_task(self._fill(url, headers, cookies, body, stream=stream,
+                                              clean=clean))
         self._segment_flights[url] = (body, task)
         task.add_done_callback(lambda _: self._segment_flights.pop(url, None))
         return body
 
     async def _fill(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
-                    body: Body, *, stream: str) -> None:
+                    body: Body, *, stream: str, clean: bool) -> None:
         done, claimed = await self._from_replicas(url, body)
         if done:
             return
         FETCHES.labels("segment", stream).inc()
+        cleaner = Cleaner() if clean else None
+        received = 0
         try:
             async with asyncio.timeout(self.timeout * 3):
                 started = time.monotonic()
@@ -217,11 +236,13 @@ class Upstream:
                     body.content_type = response.headers.get("content-type",
                                                              body.content_type).split(";")[0]
                     async for chunk in decoded(response):
-                        body.size += len(chunk)
-                        if body.size > MAX_SEGMENT:
+                        received += len(chunk)
+                        if received > MAX_SEGMENT:
                             raise TooLargeError(f"body exceeds {MAX_SEGMENT} bytes")
-                        body.chunks.append(chunk)
-                        body.changed.set()
+                        self._add(body, chunk if cleaner is None else cleaner.feed(chunk),
+                                  cleaner, stream)
+                    if cleaner is not None:
+                        self._add(body, cleaner.finish(), cleaner, stream)
                 finally:
                     await response.aclose()
         except TimeoutError:
@@ -230,16 +251,30 @@ class Upstream:
             body.error = _error(exc)
         else:
             body.done = True
-            BYTES_IN.labels(stream).inc(body.size)
+            BYTES_IN.labels(stream).inc(received)
             self._store(url, body)
             if self.shared is not None:
                 await self.shared.set(_shared_key("segment", url), msgspec.msgpack.encode(
-                    Shared(url=url, body=b"".join(body.chunks), content_type=body.content_type)),
-                    SEGMENT_TTL)
+                    Shared(url=url, body=b"".join(body.chunks), content_type=body.content_type,
+                           media=body.media or "")), SEGMENT_TTL)
         finally:
             body.changed.set()
             if claimed and self.shared is not None:
                 await self.shared.release(_shared_key("segment", url))
+
+    @staticmethod
+    def _add(body: Body, chunk: bytes, cleaner: Cleaner | None, stream: str) -> None:
+        """Pass a (cleaned) chunk on to the body's readers."""
+        if not chunk:
+            return
+        if cleaner is not None and body.media is None and cleaner.sniffed is not None:
+            sniffed = cleaner.sniffed
+            body.media = sniffed.media
+            if sniffed.start:
+                CLEANED.labels(sniffed.cloak, stream).inc()
+        body.size += len(chunk)
+        body.chunks.append(chunk)
+        body.changed.set()
 
     async def _from_replicas(self, url: str, body: Body) -> tuple[bool, bool]:
         """Fill ``body`` from a replica's fetch through Redis if there is (or will be) one.
@@ -264,6 +299,7 @@ class Upstream:
                 body.chunks.append(found.body)
                 body.size = len(found.body)
                 body.content_type = found.content_type or body.content_type
+                body.media = found.media or None
                 body.done = True
                 body.changed.set()
                 self._store(url, body)
@@ -320,4 +356,5 @@ def _error(exc: Exception) -> UpstreamError:
     """504 when a time cap fired (the upstream is slow), 502 for anything else."""
     timeout = isinstance(exc, FetchTimeoutError | httpx.TimeoutException)
     reason = exc.reason if isinstance(exc, FetchError) else f"{type(exc).__name__}: {exc}"
-    return UpstreamError(f"upstream: {reason}", 504 if timeout else 502)
+    return UpstreamError(f"upstream: {reason}", 504 if timeout else 502,
+                         exc.status if isinstance(exc, FetchError) else None)
