@@ -98,8 +98,10 @@ class _Resolver:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise PlaylistError("the playlist URL is not an absolute http(s) URL")
-        self.prefix = base[: base.rfind("/", len(parts.scheme) + 3 + len(parts.netloc)) + 1] \
-            if "/" in parts.path else f"{parts.scheme}://{parts.netloc}/"
+        # The folder comes from the path alone: a query may hold slashes too (Akamai's
+        # ``hdnts=exp=...~acl=/live/*~hmac=...``), and a relative name never keeps the query.
+        folder = parts.path[: parts.path.rfind("/") + 1] or "/"
+        self.prefix = f"{parts.scheme}://{parts.netloc}{folder}"
         self.variables = variables
 
     def __call__(self, uri: str) -> str | None:

@@ -322,3 +322,17 @@ def test_every_encrypted_segment_is_raw(segments: list[tuple[str, str]]) -> None
     mint = Mint()
     rewrite("\n".join(lines) + "\n", BASE, mint)
     assert [kind for kind in mint.kinds.values() if kind != Kind.KEY] == expected
+
+
+def test_relative_uris_resolve_against_the_path_when_the_query_holds_slashes() -> None:
+    """An Akamai-style token query with slashes does not move the folder relative names
+    resolve against (it did: every segment became the playlist itself)."""
+    base = "https://cdn.test/live/a/index.m3u8?hdnts=exp=1~acl=/live/*~hmac=ab"
+    seen: list[str] = []
+
+    def mint(url: str, *_: object) -> str:
+        seen.append(url)
+        return "x"
+
+    rewrite("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg1.ts\n", base, mint)
+    assert seen == ["https://cdn.test/live/a/seg1.ts"]
