@@ -22,7 +22,7 @@ def test_check_lists_each_extractor_with_what_it_found(tmp_path: Path, demo: str
     assert lines[0].split() == ["extractor", "result", "time", "found"]
     assert lines[1].split()[:2] == ["http", "ok"]
     assert lines[1].endswith(f"{demo}/secure/master.m3u8")
-    assert "needs header User-Agent, header Referer, cookie demo_session" in lines[2]
+    assert "needs header User-Agent, header Referer, header Origin, cookie demo_session" in lines[2]
     assert "640x360" in done.stdout
 
 

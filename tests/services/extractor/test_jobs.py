@@ -79,7 +79,8 @@ async def test_a_job_resolves_probes_and_writes_the_record(jobs: Jobs, nc: Clien
     rec = decode(entry.value, StreamRecord)
     assert rec.health is Health.OK
     assert rec.upstream_url == f"{demo}/secure/master.m3u8"
-    assert rec.headers == {"User-Agent": BROWSER_USER_AGENT, "Referer": f"{demo}/embed/player"}
+    assert rec.headers == {"User-Agent": BROWSER_USER_AGENT, "Referer": f"{demo}/embed/player",
+                           "Origin": demo}
     assert "demo_session" in rec.cookies
     assert rec.extractor == "http"
     assert len(rec.variants) == 2
