@@ -31,6 +31,7 @@ def gallery(serve: Callable[[Litestar], str]) -> tuple[str, EgressPolicy]:
 
 
 def test_every_http_page_of_the_gallery_is_covered_here() -> None:
+    """A page the gallery adds for the http extractor must be added here too."""
     assert set(HTTP) == set(HIDDEN_IN)
 
 

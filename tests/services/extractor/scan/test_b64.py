@@ -16,6 +16,7 @@ from tests.services.extractor.scan.strategies import urls
 @given(urls(), st.booleans(), st.booleans())
 def test_a_url_round_trips_padded_or_not_standard_or_url_safe(url: str, pad: bool,
                                                                   urlsafe: bool) -> None:
+    """Any URL encoded (either alphabet, padded or not) decodes back to itself."""
     encoder = base64.urlsafe_b64encode if urlsafe else base64.b64encode
     text = encoder(url.encode()).decode()
     assert decode(text if pad else text.rstrip("=")) == url
@@ -23,10 +24,12 @@ def test_a_url_round_trips_padded_or_not_standard_or_url_safe(url: str, pad: boo
 
 @given(st.text(min_size=12, max_size=300).filter(lambda s: s.strip() and s.isprintable()))
 def test_readable_text_round_trips(text: str) -> None:
+    """Any printable text survives encoding and decoding."""
     assert decode(base64.b64encode(text.encode()).decode()) == text
 
 
 def test_json_and_markup_decode_and_line_breaks_are_ignored() -> None:
+    """JSON and markup decode; base64 wrapped in lines (MIME style) too."""
     config = json.dumps({"sources": [{"file": "https:\\/\\/cdn.test\\/live.m3u8"}]})
     assert decode(base64.encodebytes(config.encode()).decode()) == config
     assert decode(base64.b64encode(b"<iframe src='/embed/9'></iframe>").decode()) == (
@@ -42,10 +45,12 @@ def test_json_and_markup_decode_and_line_breaks_are_ignored() -> None:
     "aGVsbG8gd29ybGQhIQ=x",  # not the alphabet
 ])
 def test_what_is_not_base64_of_text_is_none(literal: str) -> None:
+    """Words, ids, hashes, URLs and binary are not taken for base64 of text."""
     assert decode(literal) is None
 
 
 @given(st.text(max_size=400))
 def test_any_string_gives_text_or_none(literal: str) -> None:
+    """No input makes the decoder raise."""
     result = decode(literal)
     assert result is None or isinstance(result, str)

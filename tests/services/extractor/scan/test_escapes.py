@@ -30,6 +30,7 @@ from tests.services.extractor.scan.strategies import urls
     ("no escapes", "no escapes"),
 ])
 def test_javascript_escapes(body: str, value: str) -> None:
+    """Every JavaScript escape form decodes as a browser decodes it."""
     assert js_unescape(body) == value
 
 
@@ -45,15 +46,18 @@ def _escape(text: str, style: int) -> str:
 @given(st.text(max_size=100).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
        st.integers(0, 2))
 def test_escaped_text_round_trips(text: str, style: int) -> None:
+    """Text escaped as \\uXXXX, \\xXX or with escaped slashes decodes back to itself."""
     assert js_unescape(_escape(text, style)) == text
 
 
 @given(urls())
 def test_a_percent_encoded_url_inside_a_query_is_found(url: str) -> None:
+    """A URL percent-encoded inside another URL's query is found, decoded."""
     assert encoded_urls(f"https://player.test/embed?src={quote(url, safe='')}&w=640") == [url]
 
 
 def test_unescape_and_decode_uri_component_markup() -> None:
+    """unescape and decodeURIComponent markup decode; invalid escapes are kept."""
     markup = "<iframe src=\"/embed/1\"></iframe>"
     escaped = "".join(f"%{ord(c):02X}" for c in markup)
     assert has_percent_markup(escaped)

@@ -62,6 +62,7 @@ def test_a_url_split_at_random_into_literals_and_variables_is_joined(url: str,
     ("window.host + ''", "https://h.test"),
 ])
 def test_expressions(expression: str, expected: str) -> None:
+    """Each supported construct evaluates to the string a browser would build."""
     assert value(expression, {"host": "https://h.test", "id": "42"}) == expected
 
 
@@ -94,5 +95,6 @@ def test_a_long_chain_and_deep_nesting_stay_bounded() -> None:
 
 
 def test_base64_that_is_not_text_is_unknown() -> None:
+    """atob of binary is unknown, not garbage."""
     raw = base64.b64encode(bytes(range(40))).decode()
     assert value(f"atob('{raw}')") is None

@@ -14,6 +14,7 @@ def events(html: str) -> list[markup.Event]:
 
 
 def test_what_the_scanner_needs_in_document_order() -> None:
+    """Meta, sources, frames, scripts and attribute blobs come out in document order."""
     html = ("<html><head><title>T</title><meta name=referrer content=origin>"
             "<meta property='og:video' content='/og.m3u8'><base href='https://b.test/'></head>"
             "<body><video data-setup='{\"fluid\":true}'><source src=/a type=application/x-mpegURL>"
@@ -35,6 +36,7 @@ def test_what_the_scanner_needs_in_document_order() -> None:
 
 @pytest.mark.parametrize("html", ["", "   ", "<!--", "\x00", "<", "<html"])
 def test_empty_or_broken_documents(html: str) -> None:
+    """Empty, cut or garbage documents give events, never an error."""
     assert isinstance(events(html), list)
 
 
@@ -53,5 +55,6 @@ def test_content_after_deep_nesting_is_still_read() -> None:
 
 
 def test_a_script_cut_off_by_the_end_of_the_page_is_read() -> None:
+    """A script the page never closes is still read."""
     assert events("<title>T</title><script>var a = '/x.m3u8'") == [
         markup.Meta("title", "T"), markup.Script("var a = '/x.m3u8'")]

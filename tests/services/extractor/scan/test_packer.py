@@ -70,6 +70,7 @@ def test_packed_twice_unpacks_twice() -> None:
 
 
 def test_several_blocks_unpack_in_order() -> None:
+    """Two packed blocks in one script both unpack, in order."""
     first, second = "var ad='https://ads.test/vast.xml';", "var hls='/live/master.m3u8';"
     script = f"{pack(first)};\nconsole.log(1);{pack(second, 36)}"
     assert unpacked(script) == [first, second]
@@ -93,6 +94,7 @@ def test_the_gallerys_packer_output_unpacks() -> None:
     "function pack(p,a,c,k,e,d){} pack('0',62,1,'a'.split('|'))",  # no eval
 ])
 def test_what_is_not_a_packed_block_is_left_alone(script: str) -> None:
+    """Shapes close to the packer's, but not it, are not unpacked."""
     assert unpacked(script) == []
 
 

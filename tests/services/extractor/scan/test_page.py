@@ -26,6 +26,7 @@ def found(html: str) -> list[tuple[str, str]]:
 
 
 def test_markup_scripts_and_json_in_rank_and_document_order() -> None:
+    """Candidates from tags, links, meta, configs and scripts come ranked, then in page order."""
     html = """<html><head><title> T </title><meta property="og:video" content="/og.m3u8"></head>
     <body><video src="a/one.m3u8?x=1"></video><a href="//cdn.test/two.m3u8">x</a>
     <script>var cfg = {"file":"https:\\/\\/cdn.test\\/three?token=abc"};
@@ -43,6 +44,7 @@ def test_markup_scripts_and_json_in_rank_and_document_order() -> None:
 
 
 def test_document_write_of_unescaped_markup_adds_its_iframe() -> None:
+    """document.write(unescape('%3Ciframe...')) yields the iframe to follow."""
     tag = '<iframe src="https://embed.test/e/9?autoplay=1" allowfullscreen></iframe>'
     escaped = "".join(f"%{ord(c):02X}" for c in tag)
     result = scanned(f"<script>document.write(unescape('{escaped}'));</script>")
@@ -50,6 +52,7 @@ def test_document_write_of_unescaped_markup_adds_its_iframe() -> None:
 
 
 def test_an_iframe_split_across_concatenation_is_reassembled() -> None:
+    """'<ifr' + 'ame src="' + host + ... is put back together."""
     script = ("var host = 'https://' + 'embed' + '.test'; var id = '42';"
               "document.write('<ifr' + 'ame src=\"' + host + '/embed/' + id + '\" width=' + w"
               " + '></ifr' + 'ame>');")
@@ -57,11 +60,13 @@ def test_an_iframe_split_across_concatenation_is_reassembled() -> None:
 
 
 def test_a_url_concatenated_from_literals_is_a_candidate() -> None:
+    """"https://" + "cdn" + ... + "x.m3u8" is one candidate."""
     html = '<script>var src = "https://" + "cdn" + ".example/live/" + "x.m3u8";</script>'
     assert found(html) == [("https://cdn.example/live/x.m3u8", "script")]
 
 
 def test_base64_json_config_with_escaped_slashes() -> None:
+    """A base64 data attribute holding a JSON player config gives its source."""
     config = json.dumps({"sources": [{"file": "https://cdn.test/live/playlist", "type": "hls"}],
                          "image": "/poster.jpg"}).replace("/", "\\/")
     blob = base64.b64encode(config.encode()).decode()
@@ -70,6 +75,7 @@ def test_base64_json_config_with_escaped_slashes() -> None:
 
 
 def test_json_blobs_inline_and_parsed() -> None:
+    """Inline JSON scripts and JSON.parse('...') configs are read."""
     html = ("<script type=application/json id=__DATA__>{\"props\":{\"stream\":{\"hls\":"
             "\"https://cdn.test/a/b\"}}}</script>"
             "<script>var c = JSON.parse('{\"file\":\"\\/live\\/c\"}');</script>")
@@ -78,12 +84,14 @@ def test_json_blobs_inline_and_parsed() -> None:
 
 
 def test_packed_atob_in_packed_is_followed_down() -> None:
+    """atob inside a block packed twice is decoded."""
     inner = "var s=atob('aHR0cHM6Ly9jZG4udGVzdC9zdHJlYW0=');player.load(s);"
     html = f"<script>{pack(pack(inner))}</script>"
     assert found(html) == [("https://cdn.test/stream", "packed > packed > config")]
 
 
 def test_a_percent_encoded_url_in_an_iframe_query() -> None:
+    """A playlist URL percent-encoded in an iframe's query, or in flashvars, is a candidate."""
     html = ("<iframe src='/player.php?u=https%3A%2F%2Fcdn.test%2Flive%2Fx.m3u8&w=1'></iframe>"
             "<embed flashvars='file=https://cdn.test/flash.m3u8&autostart=true'>")
     assert [u for u, _ in found(html)] == ["https://cdn.test/live/x.m3u8",
@@ -91,6 +99,7 @@ def test_a_percent_encoded_url_in_an_iframe_query() -> None:
 
 
 def test_location_and_the_base_element_resolve_urls() -> None:
+    """<base href> and location.origin give URLs their origin."""
     html = ("<base href='https://cdn.test/b/'><source src='live.m3u8'>"
             "<script>hls.loadSource(location.origin + '/hls/x');</script>")
     assert found(html) == [("https://cdn.test/b/live.m3u8", "source tag"),
@@ -100,6 +109,7 @@ def test_location_and_the_base_element_resolve_urls() -> None:
 @settings(max_examples=200)
 @given(st.text(max_size=3000))
 def test_scanning_never_fails_on_arbitrary_text(text: str) -> None:
+    """Any text scans to http(s) candidates and iframes only."""
     result = scanned(text)
     assert all(c.url.startswith(("http://", "https://")) for c in result.candidates)
     assert all(u.startswith(("http://", "https://")) for u in result.iframes)
@@ -114,4 +124,5 @@ _PIECES = st.sampled_from(["<script>", "</script>", "<iframe src='", "'>", "eval
 @settings(max_examples=200)
 @given(st.lists(_PIECES, max_size=60).map("".join))
 def test_scanning_never_fails_on_shreds_of_what_it_decodes(html: str) -> None:
+    """Random mixes of decoder syntax never raise."""
     assert isinstance(scanned(html).candidates, list)

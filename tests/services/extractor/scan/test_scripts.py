@@ -36,6 +36,7 @@ def players(script: str) -> list[str]:
     ("p.setup({sources: ['/one', '/two']});", "/one"),
 ])
 def test_player_fields_are_found(script: str, url: str) -> None:
+    """Each player's way of naming its source puts the URL in the player tier."""
     budget = Budget(5)
     found = scripts.walk(jslex.tokens(script, budget), {"base": "https://h.test"}, budget)
     assert url in [i.value for i in found if i.kind == "player"]
@@ -50,6 +51,7 @@ def test_player_fields_are_found(script: str, url: str) -> None:
     "$('#p').attr('data-x', '/y');",
 ])
 def test_other_strings_are_not_player_fields(script: str) -> None:
+    """Analytics, ads, popunders and plain variables are not player fields."""
     assert players(script) == []
 
 
@@ -62,6 +64,7 @@ def test_an_object_typed_hls_types_its_urls() -> None:
 
 
 def test_variables_assigned_earlier_in_the_page_are_used_and_forgotten() -> None:
+    """Assigned strings are remembered, appended to, and forgotten when reassigned to the unknown."""
     env: dict[str, str] = {}
     items("var host = 'https://cdn.test'; var id = \"77\";", env)
     assert env == {"host": "https://cdn.test", "id": "77"}
@@ -74,12 +77,14 @@ def test_variables_assigned_earlier_in_the_page_are_used_and_forgotten() -> None
 
 
 def test_markup_a_script_writes_is_an_item() -> None:
+    """A document.write of concatenated markup is one markup item."""
     found = items("var vid='f1';document.write('<if'+'rame src=\"/e/'+vid+'?w='+innerWidth"
                   "+'\"></if'+'rame>');")
     assert ('<iframe src="/e/f1?w="></iframe>', "markup", False) in found
 
 
 def test_packed_blocks_become_items_where_they_stand() -> None:
+    """A packed block is replaced by its source, in place, and its own strings are not items."""
     found = items(f"var a='first';{pack('var x=1;')};var b='last';")
     assert [(v, k) for v, k, _ in found] == [("first", "string"), ("var x=1;", "packed"),
                                              ("last", "string")]

@@ -24,6 +24,7 @@ from tests.services.extractor.scan.strategies import urls
     ("https://cdn.test/api/stream?id=1", False, False, Tier.OTHER),
 ])
 def test_ranks(url: str, player: bool, typed: bool, tier: Tier) -> None:
+    """Named or typed: playlist tier; in a player field: player tier; other absolute URLs last."""
     assert rank(url, player=player, typed=typed) is tier
 
 
@@ -34,10 +35,12 @@ def test_ranks(url: str, player: bool, typed: bool, tier: Tier) -> None:
     ("/relative/path", False),  # a path in a script, not in a player field
 ])
 def test_never_candidates(url: str, player: bool) -> None:
+    """Images, video files, scripts, subtitles, VAST, segments, DASH, site roots: never."""
     assert rank(url, player=player) is None
 
 
 def test_hls_types_and_url_shapes() -> None:
+    """HLS types are recognised however spelled; URL shapes exclude words and code."""
     assert all(map(is_hls_type, ["application/x-mpegURL", "application/vnd.apple.mpegurl",
                                  "hls", "M3U8", "audio/mpegurl; charset=utf-8"]))
     assert not any(map(is_hls_type, ["video/mp4", "mp4", "", "dash"]))
@@ -46,6 +49,7 @@ def test_hls_types_and_url_shapes() -> None:
 
 
 def test_resolve_keeps_http_only() -> None:
+    """Relative URLs are resolved; other schemes and bad ports are dropped."""
     assert resolve("https://s.test/a/b", "../c.m3u8#t") == "https://s.test/c.m3u8"
     assert resolve("https://s.test/a/b", "//cdn.test/x") == "https://cdn.test/x"
     for bad in ("javascript:alert(1)", "data:text/html,x", "about:blank", "ftp://h/x",
@@ -55,6 +59,7 @@ def test_resolve_keeps_http_only() -> None:
 
 @given(urls())
 def test_sweep_finds_a_playlist_url_however_it_is_escaped(url: str) -> None:
+    """Plain, JSON-escaped, \\x2F, \\u002F and percent-encoded URLs are all found in text."""
     escaped = [url, json.dumps(url)[1:-1].replace("/", "\\/"), url.replace("/", "\\x2F"),
                url.replace("/", "\\u002F"), f"player.php?src={quote(url, safe='')}&w=1"]
     for text in escaped:
@@ -62,6 +67,7 @@ def test_sweep_finds_a_playlist_url_however_it_is_escaped(url: str) -> None:
 
 
 def test_sweep_skips_bare_names_and_splits_lists() -> None:
+    """Bare file names are fragments; comma-joined URLs are separate."""
     assert list(sweep("'master.m3u8' and \"/live/a.m3u8\"")) == ["/live/a.m3u8"]
     assert list(sweep("https://a.test/1.m3u8,https://b.test/2.m3u8")) == [
         "https://a.test/1.m3u8", "https://b.test/2.m3u8"]
