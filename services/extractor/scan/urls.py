@@ -47,6 +47,7 @@ _ABSOLUTE: Final = re.compile(r"(?:https?:)?//[\w-]+(?:\.[\w-]+)*+(?::\d{1,5})?(
 _PLAYLIST_NAME: Final = re.compile(r"\.m3u8?(?![\w])", re.IGNORECASE)
 #: A run of characters a URL (escaped or not) is made of, in text; ``(``, ``)`` and quotes end it.
 _URL_RUN: Final = re.compile(r"[\w\-.~:/?#@!$&*+,;=%\\\[\]|]++")
+_NOT_URL: Final = re.compile(r"[^\w\-.~:/?#@!$&*+,;=%\\\[\]|]")
 _URL_START: Final = re.compile(r"https?://|(?<![:/\w])//(?=[\w-]+\.)|(?<==)/(?=[\w.~-])",
                                re.IGNORECASE)
 
@@ -126,10 +127,18 @@ def sweep(text: str) -> Iterator[str]:
     ``x.m3u8`` is usually a fragment a script is assembling, and is left out."""
     if "m3u" not in text and "M3U" not in text:
         return
-    for run in _URL_RUN.finditer(text):
-        chunk = run[0]
-        if not _PLAYLIST_NAME.search(chunk):
-            continue
+    end = 0
+    for hit in _PLAYLIST_NAME.finditer(text):
+        if hit.start() < end:
+            continue  # in the run already read
+        # The run holding the hit: back to the last character no URL has (at most MAX_URL
+        # back, never into the previous run: every character is looked at once or twice).
+        start = max(end, hit.start() - MAX_URL)
+        for stop in _NOT_URL.finditer(text, start, hit.start()):
+            start = stop.end()
+        run = _URL_RUN.match(text, start)
+        end = run.end() if run else hit.end()
+        chunk = text[start:end]
         if "\\" in chunk:
             chunk = js_unescape(chunk)
         for encoded in ENCODED_URL.finditer(chunk):
