@@ -190,7 +190,13 @@ def _attributes(attrs: dict[str, str]) -> Iterator[Event]:
 def _meta(attrs: dict[str, str]) -> Iterator[Event]:
     key = (attrs.get("property") or attrs.get("name") or attrs.get("itemprop") or "").lower()
     content = attrs.get("content", "")
-    if key in _OG_VIDEO and content:
+    if attrs.get("http-equiv", "").lower() == "refresh":
+        # <meta http-equiv=refresh content="0; url=/embed/7">: the page moves on; follow it
+        # as a frame (the same Referer and cookies a browser would send).
+        _, sep, target = content.partition("=")
+        if sep and content.split(";", 1)[-1].strip().lower().startswith("url"):
+            yield Frame(target.strip().strip("'\""))
+    elif key in _OG_VIDEO and content:
         yield Source(content, "og:video", player=True)
     elif key == "referrer":
         yield Meta("referrer", content.strip().lower())

@@ -132,13 +132,19 @@ class _Scanner:
                     self._sweep(item.value, _via(packed, "text"))
             elif item.kind == "markup":
                 self._fragment(item.value, depth + 1, _via(path, "markup"))
+            elif item.kind == "frame":
+                self._frame(item.value)
+            elif item.kind == "code":
+                if depth < MAX_DEPTH:
+                    self._script(item.value, depth + 1, _via(path, "script"))
             else:
                 self._value(item.value, depth, path, player=item.kind == "player",
                             typed=item.typed)
 
     def _value(self, value: str, depth: int, path: str, *, player: bool = False,
-               typed: bool = False) -> None:
-        """A string the page holds: a URL, or something that may decode to more."""
+               typed: bool = False, hidden: bool = False) -> None:
+        """A string the page holds: a URL, or something that may decode to more (``hidden``:
+        it was decoded from base64 or percent-encoding, so it may be code: ``eval(atob(...))``)."""
         if len(value) < 3 or len(value) > MAX_VALUE:
             return
         if urls.url_shaped(value) and (player or typed or value.startswith("/")
@@ -152,7 +158,8 @@ class _Scanner:
         decoded = b64.decode(value)
         if decoded is not None:
             self.budget.charge(len(decoded))
-            self._value(decoded, depth + 1, _via(path, "base64"), player=player, typed=typed)
+            self._value(decoded, depth + 1, _via(path, "base64"), player=player, typed=typed,
+                        hidden=True)
             return
         if "%" in value:
             for url in encoded_urls(value):
@@ -160,13 +167,16 @@ class _Scanner:
             if has_percent_markup(value):
                 text = percent_decode(value)
                 self.budget.charge(len(text))
-                self._value(text, depth + 1, _via(path, "escaped"))
+                self._value(text, depth + 1, _via(path, "escaped"), hidden=True)
                 return
         stripped = value.lstrip()
         if scripts.MARKUP.search(value):
             self._fragment(value, depth + 1, _via(path, "markup"))
         elif stripped[:1] in ("{", "[") or "eval(" in value:
             self._script(value, depth + 1, _via(path, "json" if stripped[:1] in "{[" else "script"))
+        elif hidden and not urls.url_shaped(value):
+            self._script(value, depth + 1, _via(path, "script"))
+            self._sweep(value, _via(path, "text"))
         elif not urls.url_shaped(value):
             self._sweep(value, _via(path, "text"))
 

@@ -33,7 +33,21 @@ _QUOTES: Final = "'\"`"
 _ROOTS: Final = frozenset({"atob", "unescape", "decodeURIComponent", "decodeURI", "String",
                            "JSON", "window", "location", "document", "self"})
 
-Kind = Literal["string", "player", "markup", "packed"]
+#: What a script navigates to (``location.href = url``, ``location.replace(url)``): followed
+#: as a frame.
+NAVIGATION: Final = frozenset({"location", "location.href", "window.location",
+                               "window.location.href", "document.location",
+                               "document.location.href", "top.location", "top.location.href",
+                               "self.location", "self.location.href"})
+_NAVIGATION_CALLS: Final = frozenset({f"{n}.{m}" for n in ("location", "window.location",
+                                                            "document.location", "top.location")
+                                      for m in ("replace", "assign")} | {"window.open"})
+
+#: Calls whose string argument is code to run.
+_CODE_CALLS: Final = frozenset({"eval", "window.eval", "Function", "setTimeout", "setInterval",
+                                "window.setTimeout", "window.setInterval"})
+
+Kind = Literal["string", "player", "markup", "packed", "frame", "code"]
 
 
 @dataclass
@@ -150,6 +164,13 @@ class _Walker:
             kind: Kind = "player" if start == "key" and _key(t, i) in PLAYER_FIELDS else "string"
             for element in value:
                 self._place(i, element, kind)
+            return j
+        callee = _target(t, i - 1) if start == "call" else ""
+        if target in NAVIGATION or callee in _NAVIGATION_CALLS:
+            self._place(i, value, "frame")
+            return j
+        if callee in _CODE_CALLS:
+            self._place(i, value, "code")
             return j
         if target:
             if start == "append":

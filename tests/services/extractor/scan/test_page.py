@@ -126,3 +126,22 @@ _PIECES = st.sampled_from(["<script>", "</script>", "<iframe src='", "'>", "eval
 def test_scanning_never_fails_on_shreds_of_what_it_decodes(html: str) -> None:
     """Random mixes of decoder syntax never raise."""
     assert isinstance(scanned(html).candidates, list)
+
+
+def test_code_hidden_in_base64_is_read_as_a_script() -> None:
+    """eval(atob('...')): the decoded code is lexed, so its concatenations are joined."""
+    code = "var h='https://cdn.test'; jwplayer('p').setup({file: h + '/live/stream'});"
+    blob = base64.b64encode(code.encode()).decode()
+    assert found(f"<script>eval(atob('{blob}'));</script>") == [
+        ("https://cdn.test/live/stream", "script > config")]
+    assert found(f"<script>var c = '{blob}';</script>") == [
+        ("https://cdn.test/live/stream", "base64 > script > config")]
+
+
+def test_a_page_that_moves_on_is_followed_like_a_frame() -> None:
+    """<meta http-equiv=refresh>, location.href = ... and location.replace(...) are followed."""
+    html = ("<meta http-equiv='refresh' content='0; url=/embed/1'>"
+            "<script>var id='2'; if (top === self) { location.href = '/embed/' + id; }"
+            "window.location.replace('https://other.test/e/3'); ga('send', '/not/a/frame');</script>")
+    assert scanned(html).iframes == ["https://site.test/embed/1", "https://site.test/embed/2",
+                                     "https://other.test/e/3"]
