@@ -164,6 +164,7 @@ class HttpExtractor:
         scanned = await self._scan(walk, page.text, final, top=depth == 0)
         if scanned is None:
             return
+        walk.jar.setdefault((page.url.host or "").lower(), {}).update(scanned.cookies)
         walk.titles.append(scanned.title)
         walk.seen += [_Seen(c, path, n, final, scanned.referrer_policy, depth)
                       for n, c in enumerate(scanned.candidates)]

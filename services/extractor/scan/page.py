@@ -29,6 +29,8 @@ MAX_VALUE: Final = 1024 * 1024
 MAX_VALUES: Final = 50_000
 #: Iframes listed per page (the extractor follows only the first few).
 MAX_FRAMES: Final = 64
+#: Cookies a page's scripts may set.
+MAX_COOKIES: Final = 32
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class PageScan:
     iframes: list[str] = field(default_factory=list)
     title: str = ""
     referrer_policy: str = ""
+    #: Cookies the page's scripts set (``document.cookie = "name=value; path=/"``).
+    cookies: dict[str, str] = field(default_factory=dict)
 
 
 def scan(html: str, url: str, budget: Budget) -> PageScan:
@@ -67,6 +71,7 @@ class _Scanner:
         self.fragments = 0
         self.title = ""
         self.referrer = ""
+        self.cookies: dict[str, str] = {}
 
     def document(self, html: str) -> PageScan:
         self._markup(html, 0, "")
@@ -74,7 +79,7 @@ class _Scanner:
         ranked = sorted(self.found.items(), key=lambda kv: (kv[1][0], kv[1][1]))
         return PageScan(candidates=[Candidate(u, tier, via) for u, (tier, _, via) in ranked],
                         iframes=self.iframes, title=" ".join(self.title.split()),
-                        referrer_policy=self.referrer)
+                        referrer_policy=self.referrer, cookies=self.cookies)
 
     def _add(self, value: str, via: str, *, player: bool = False, typed: bool = False) -> None:
         tier = urls.rank(value.strip(), player=player, typed=typed)
@@ -134,6 +139,10 @@ class _Scanner:
                 self._fragment(item.value, depth + 1, _via(path, "markup"))
             elif item.kind == "frame":
                 self._frame(item.value)
+            elif item.kind == "cookie":
+                name, sep, value = item.value.split(";", 1)[0].partition("=")
+                if sep and name.strip() and len(self.cookies) < MAX_COOKIES:
+                    self.cookies[name.strip()] = value.strip()
             elif item.kind == "code":
                 if depth < MAX_DEPTH:
                     self._script(item.value, depth + 1, _via(path, "script"))

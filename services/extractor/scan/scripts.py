@@ -47,7 +47,7 @@ _NAVIGATION_CALLS: Final = frozenset({f"{n}.{m}" for n in ("location", "window.l
 _CODE_CALLS: Final = frozenset({"eval", "window.eval", "Function", "setTimeout", "setInterval",
                                 "window.setTimeout", "window.setInterval"})
 
-Kind = Literal["string", "player", "markup", "packed", "frame", "code"]
+Kind = Literal["string", "player", "markup", "packed", "frame", "code", "cookie"]
 
 
 @dataclass
@@ -165,12 +165,9 @@ class _Walker:
             for element in value:
                 self._place(i, element, kind)
             return j
-        callee = _target(t, i - 1) if start == "call" else ""
-        if target in NAVIGATION or callee in _NAVIGATION_CALLS:
-            self._place(i, value, "frame")
-            return j
-        if callee in _CODE_CALLS:
-            self._place(i, value, "code")
+        action = _action(target, _target(t, i - 1) if start == "call" else "")
+        if action is not None:
+            self._place(i, value, action)
             return j
         if target:
             if start == "append":
@@ -198,6 +195,18 @@ class _Walker:
         else:
             player = start == "item" and self.frames[-1].player
         return "player" if player else "string"
+
+
+def _action(target: str, callee: str) -> Kind | None:
+    """What assigning to ``target`` or calling ``callee`` with a string does, when it is more
+    than a string: navigate (``frame``), run it (``code``), set a ``cookie``."""
+    if target in NAVIGATION or callee in _NAVIGATION_CALLS:
+        return "frame"
+    if callee in _CODE_CALLS:
+        return "code"
+    if target == "document.cookie":  # a cookie the page sets for its player's requests
+        return "cookie"
+    return None
 
 
 def _key(t: list[str], i: int) -> str:

@@ -151,8 +151,21 @@ def many() -> str:
             "</body></html>")
 
 
+@get("/jscookie", media_type=MediaType.HTML, sync_to_thread=False)
+def jscookie() -> str:
+    return ("<html><body><script>var t = 'ok' + '42'; document.cookie = 'cdn=' + t + '; path=/';"
+            "player.setup({file: '/cookie-cdn/live'});</script></body></html>")
+
+
+@get("/cookie-cdn/live", sync_to_thread=False)
+def cookie_cdn(request: Req) -> Response[str]:
+    if request.cookies.get("cdn") != "ok42":
+        return Response("no cookie", status_code=403)
+    return Response(LIVE, media_type="text/plain")
+
+
 def _app() -> Litestar:
-    return Litestar([deep, cdn, wide, count, policy_page, many],
+    return Litestar([deep, cdn, wide, count, policy_page, many, jscookie, cookie_cdn],
                     state=State({"hits": Counter()}))
 
 
@@ -230,3 +243,14 @@ def test_referer_follows_the_frames_policy() -> None:
     assert referer(frame, cdn, "same-origin") is None
     assert referer(frame, "http://cdn.test/x", "strict-origin") is None
     assert origin(frame) == "https://site.test"
+
+
+async def test_a_cookie_the_page_sets_in_javascript_goes_with_the_candidate(
+        site: tuple[str, Litestar, EgressPolicy]) -> None:
+    """document.cookie = 'cdn=' + t: the CDN that wants it gets it, and plays."""
+    base, _, policy = site
+    async with client(policy) as http:
+        got = await resolve(f"{base}/jscookie", "http", Context(client=http, policy=policy,
+                                                                deadline=10))
+    assert got.found.cookies == {"cdn": "ok42"}
+    assert got.probe.live

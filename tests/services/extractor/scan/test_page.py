@@ -145,3 +145,10 @@ def test_a_page_that_moves_on_is_followed_like_a_frame() -> None:
             "window.location.replace('https://other.test/e/3'); ga('send', '/not/a/frame');</script>")
     assert scanned(html).iframes == ["https://site.test/embed/1", "https://site.test/embed/2",
                                      "https://other.test/e/3"]
+
+
+def test_cookies_a_script_sets_are_kept() -> None:
+    """document.cookie = 'name=' + value + '; path=/': the name and value, not the attributes."""
+    html = ("<script>var t = 'abc'; document.cookie = 'cdn_auth=' + t + '; path=/; max-age=60';"
+            "document.cookie = x;</script>")
+    assert scanned(html).cookies == {"cdn_auth": "abc"}
