@@ -20,6 +20,9 @@ JOBS_PREFIX: Final = "jobs.extract"
 EXTRACT_JOBS_ALL: Final = f"{JOBS_PREFIX}.>"
 #: Every subject that the ``DEADLETTER`` stream stores.
 DEADLETTER_ALL: Final = f"{DEADLETTER_PREFIX}.>"
+CHANNELS_PREFIX: Final = "channels"
+#: Every channel switch (``ChannelSwitch``), of every channel.
+CHANNEL_SWITCHES_ALL: Final = f"{CHANNELS_PREFIX}.>"
 
 #: Core NATS request subject: ask every scheduler to re-read its calendar now.
 SCHEDULER_RESYNC: Final = "control.scheduler.resync"
@@ -102,6 +105,13 @@ def stream_keys(session: str | None = None) -> str:
 def extract_job(session: str, source_id: str) -> str:
     """Subject of the keep-fresh job of one source for one session."""
     return f"{JOBS_PREFIX}.{check_session_key(session)}.{check_token(source_id)}"
+
+
+def channel_switched(channel: str) -> str:
+    """Subject of a channel's switches: ``channels.<session key or live-now>.switched``."""
+    if channel != "live-now":
+        check_session_key(channel)
+    return f"{CHANNELS_PREFIX}.{channel}.switched"
 
 
 def kv_subjects(bucket: str) -> str:
