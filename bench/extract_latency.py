@@ -1,17 +1,21 @@
 """Time from an ``upcoming`` event to the stream in the KV: per extractor (first record) and per
 gallery pattern (first *healthy* record, ``extractor = "auto"``).
 
-Starts an embedded nats-server, the demo origin (gallery on) and one real extractor process
-configured with one source pinned to each extractor and one ``auto`` source per gallery page,
-then, per run, publishes ``upcoming`` for a fresh session, watches the ``streams`` KV, and ends
-the session (its jobs stop). Prints the median and spread over the runs; the sources of one
-table are resolved concurrently, as they would be in production.
+Starts an embedded nats-server, the demo origin (gallery on) and real extractor processes, then,
+per run, publishes ``upcoming`` for a fresh session, watches the ``streams`` KV, and ends the
+session (its jobs stop). Prints the median and spread over the runs.
+
+* extractors: one process with one source pinned to each extractor, resolved concurrently;
+* gallery: one page at a time (its own process with that page as its only source, so no page
+  waits behind another's Chromium), ``extractor = "auto"``: the chain by cost, so a page the
+  ``http`` extractor cannot read pays for the cheaper extractors' tries before the browser's.
 
 Every run is cold: each source's URL carries the session's event (``?run={event}``), so the
 extractor's result cache (Redis or memory, keyed by the page URL) never answers a run from an
-earlier one. The process itself is warm (imports done, Chromium started): run 0 is a warm-up.
+earlier one. Each process is warm (imports done, Chromium started): its run 0 is a warm-up.
 
     .venv/bin/python bench/extract_latency.py [--runs 5] [--only extractors|gallery]
+        [--pattern ID]...
 """
 
 from __future__ import annotations
@@ -68,28 +72,29 @@ def serve_demo() -> str:
     return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def config(demo: str) -> str:
-    """Sources pinned to each extractor (race) and one per gallery page (sprint), each URL
-    unique per session so that no run is served from the cache of another."""
+def config(demo: str, table: str, wanted: list[str]) -> str:
+    """The sources of one table (``wanted``): pinned to each extractor (race sessions) or
+    gallery pages with ``auto`` (sprint sessions), each URL unique per session so that no run
+    is served from the cache of another."""
     port = demo.rsplit(":", 1)[1]
-    text = "".join(f'[[sources]]\nid = "{sid}"\nurl = "{demo}{path}?run={{event}}"\n'
-                   f'extractor = "{ext}"\nkinds = ["race"]\n\n'
-                   for sid, (path, ext) in SOURCES.items())
-    text += "".join(f'[[sources]]\nid = "{sid}"\nurl = "{demo}{p.path}?run={{event}}"\n'
-                    'extractor = "auto"\nkinds = ["sprint"]\n\n' for sid, p in GALLERY.items())
+    if table == "extractors":
+        text = "".join(f'[[sources]]\nid = "{sid}"\nurl = "{demo}{SOURCES[sid][0]}?run={{event}}"\n'
+                       f'extractor = "{SOURCES[sid][1]}"\nkinds = ["race"]\n\n' for sid in wanted)
+    else:
+        text = "".join(f'[[sources]]\nid = "{sid}"\nurl = "{demo}{GALLERY[sid].path}?run={{event}}"\n'
+                       'extractor = "auto"\nkinds = ["sprint"]\n\n' for sid in wanted)
     # The gallery's second site is the same server under "localhost".
     return text + f'[egress]\nallow = ["127.0.0.1:{port}", "localhost:{port}"]\n'
 
 
-async def one_run(url: str, table: str, run: int) -> dict[str, float]:
+async def one_run(url: str, table: str, wanted: list[str], run: int) -> dict[str, float]:
     """Seconds from ``upcoming`` to each source's stream: its first record (extractors) or its
     first healthy record (gallery)."""
-    wanted = SOURCES if table == "extractors" else GALLERY
     kind = SessionKind.RACE if table == "extractors" else SessionKind.SPRINT
     nc = await nats.connect(url)
     js = nc.jetstream()
     now = datetime.now(UTC).replace(microsecond=0)
-    event_name = f"bench-{table[0]}{run}-{now:%H%M%S}"
+    event_name = f"bench-{table[0]}{run}-{now:%H%M%S}-{os.urandom(3).hex()}"
     session = Session(key=f"{now.year}.{event_name}.{kind.value}", season=now.year, round=1,
                       event="Bench", kind=kind, name=kind.value.title(),
                       start=now + timedelta(minutes=10), end=now + timedelta(hours=2))
@@ -136,57 +141,82 @@ def report(title: str, rows: dict[str, str], results: dict[str, list[float]], ru
             print(f"{label:<{width}} {'-':>8} {'-':>8} {'-':>8}  0/{runs}")
 
 
+class Extractor:
+    """One extractor process configured with ``wanted`` sources of ``table``."""
+
+    def __init__(self, tmp: Path, nats_url: str, demo: str, table: str, wanted: list[str]) -> None:
+        path = tmp / f"bench-{table}-{wanted[0]}.toml"
+        path.write_text(config(demo, table, wanted))
+        self.port = free_port()
+        env = {**os.environ, "SLIPSTREAM_NATS_URL": nats_url, "SLIPSTREAM_DATA_DIR": str(tmp),
+               "SLIPSTREAM_EXTRACTOR_PORT": str(self.port), "SLIPSTREAM_CONFIG": str(path),
+               "SLIPSTREAM_LOG_LEVEL": "warning"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.extractor"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> Extractor:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the extractor was not ready within 60 s")
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def measure(tmp: Path, nats_url: str, demo: str, table: str, wanted: list[str], *,
+            runs: int) -> dict[str, list[float]]:
+    """``runs`` cold runs (after one warm-up) of one extractor process with ``wanted``."""
+    results: dict[str, list[float]] = {sid: [] for sid in wanted}
+    with Extractor(tmp, nats_url, demo, table, wanted):
+        for run in range(runs + 1):
+            seen = asyncio.run(one_run(nats_url, table, wanted, run))
+            if run == 0:
+                continue  # warm-up: first imports (yt-dlp, streamlink) and Chromium's start
+            for sid in wanted:
+                if sid in seen:
+                    results[sid].append(seen[sid])
+    return results
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--only", choices=["extractors", "gallery"], default=None,
                    help="measure one table only (default: both)")
+    p.add_argument("--pattern", action="append", choices=[p.id for p in PATTERNS],
+                   help="gallery pages to measure (default: all)")
     args = p.parse_args()
     tables = [args.only] if args.only else ["extractors", "gallery"]
     tmp = Path(tempfile.mkdtemp(prefix="slipstream-bench-"))
     nats_server = EmbeddedNats(tmp / "nats")
     url = nats_server.start()
     demo = serve_demo()
-    path = tmp / "bench.toml"
-    path.write_text(config(demo))
-    port = free_port()
-    env = {**os.environ, "SLIPSTREAM_NATS_URL": url, "SLIPSTREAM_DATA_DIR": str(tmp),
-           "SLIPSTREAM_EXTRACTOR_PORT": str(port), "SLIPSTREAM_CONFIG": str(path),
-           "SLIPSTREAM_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "services.extractor"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        for table in tables:
-            wanted = SOURCES if table == "extractors" else GALLERY
-            results: dict[str, list[float]] = {sid: [] for sid in wanted}
-            for run in range(args.runs + 1):
-                seen = asyncio.run(one_run(url, table, run))
-                if run == 0:
-                    continue  # warm-up: first imports (yt-dlp, streamlink) and Chromium's start
-                for sid in wanted:
-                    if sid in seen:
-                        results[sid].append(seen[sid])
-            if table == "extractors":
-                report(f"upcoming event -> first stream in the KV, {args.runs} cold runs after "
-                       "one warm-up", {sid: ext for sid, (_, ext) in SOURCES.items()}, results,
-                       args.runs)
-            else:
-                report(f"upcoming event -> healthy stream (extractor auto), per gallery page, "
-                       f"{args.runs} cold runs after one warm-up",
-                       {sid: f"{pat.id} ({pat.extractor})" for sid, pat in GALLERY.items()},
-                       results, args.runs)
+        if "extractors" in tables:
+            results = measure(tmp, url, demo, "extractors", list(SOURCES), runs=args.runs)
+            report(f"upcoming event -> first stream in the KV, {args.runs} cold runs after "
+                   "one warm-up, the four concurrently",
+                   {sid: ext for sid, (_, ext) in SOURCES.items()}, results, args.runs)
+            print()
+        if "gallery" in tables:
+            pages = [sid for sid, pat in GALLERY.items()
+                     if not args.pattern or pat.id in args.pattern]
+            results = {}
+            for sid in pages:
+                results |= measure(tmp, url, demo, "gallery", [sid], runs=args.runs)
+            report(f"upcoming event -> healthy stream (extractor auto), per gallery page, one "
+                   f"page at a time, {args.runs} cold runs after one warm-up",
+                   {sid: f"{GALLERY[sid].id} ({GALLERY[sid].extractor})" for sid in pages},
+                   results, args.runs)
             print()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
         nats_server.stop()
     return 0
 
