@@ -87,9 +87,9 @@ def config(demo: str, table: str, wanted: list[str]) -> str:
     return text + f'[egress]\nallow = ["127.0.0.1:{port}", "localhost:{port}"]\n'
 
 
-async def one_run(url: str, table: str, wanted: list[str], run: int) -> dict[str, float]:
+async def one_run(url: str, table: str, wanted: list[str], run: int) -> dict[str, tuple[float, str]]:
     """Seconds from ``upcoming`` to each source's stream: its first record (extractors) or its
-    first healthy record (gallery)."""
+    first healthy record (gallery), and the extractor that found it."""
     kind = SessionKind.RACE if table == "extractors" else SessionKind.SPRINT
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -105,16 +105,17 @@ async def one_run(url: str, table: str, wanted: list[str], run: int) -> dict[str
     await sessions.put(session.key, encode(upcoming))
     started = time.monotonic()
     await js.publish(subjects.session_event(session.key, "upcoming"), encode(upcoming))
-    seen: dict[str, float] = {}
+    seen: dict[str, tuple[float, str]] = {}
     try:
         async with asyncio.timeout(RUN_TIMEOUT[table]):
             async for entry in watcher:
                 if entry is None or entry.value is None:
                     continue
                 source = entry.key.rsplit(".", 1)[1]
-                if table == "gallery" and decode(entry.value, StreamRecord).health is not Health.OK:
+                record = decode(entry.value, StreamRecord)
+                if table == "gallery" and record.health is not Health.OK:
                     continue
-                seen.setdefault(source, time.monotonic() - started)
+                seen.setdefault(source, (time.monotonic() - started, record.extractor))
                 if len(seen) == len(wanted):
                     break
     except TimeoutError:
@@ -128,15 +129,19 @@ async def one_run(url: str, table: str, wanted: list[str], run: int) -> dict[str
     return seen
 
 
-def report(title: str, rows: dict[str, str], results: dict[str, list[float]], runs: int) -> None:
+def report(title: str, rows: dict[str, str], results: dict[str, list[tuple[float, str]]],
+           runs: int) -> None:
+    """One line per source: median, min and max seconds, runs that made it, and which
+    extractor found the stream (``found by``: more than one name if runs differed)."""
     print(title)
     width = max(len(label) for label in rows.values()) + 1
-    print(f"{'':<{width}} {'median':>8} {'min':>8} {'max':>8}  ok")
+    print(f"{'':<{width}} {'median':>8} {'min':>8} {'max':>8}  ok   found by")
     for sid, label in rows.items():
-        times = results[sid]
+        times = [t for t, _ in results[sid]]
+        found_by = ",".join(sorted({e for _, e in results[sid]}))
         if times:
             print(f"{label:<{width}} {statistics.median(times):>7.3f}s {min(times):>7.3f}s "
-                  f"{max(times):>7.3f}s  {len(times)}/{runs}")
+                  f"{max(times):>7.3f}s  {len(times)}/{runs}  {found_by}")
         else:
             print(f"{label:<{width}} {'-':>8} {'-':>8} {'-':>8}  0/{runs}")
 
@@ -151,29 +156,37 @@ class Extractor:
         env = {**os.environ, "SLIPSTREAM_NATS_URL": nats_url, "SLIPSTREAM_DATA_DIR": str(tmp),
                "SLIPSTREAM_EXTRACTOR_PORT": str(self.port), "SLIPSTREAM_CONFIG": str(path),
                "SLIPSTREAM_LOG_LEVEL": "warning"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.extractor"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log = tmp / f"extractor-{table}-{wanted[0]}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "services.extractor"], env=env,
+                                         stdout=out, stderr=subprocess.STDOUT)
 
     def __enter__(self) -> Extractor:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        said = "no answer"
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
+                reply = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1)
+            except httpx.HTTPError as exc:
+                said = str(exc)
+            else:
+                if reply.status_code == 200:
                     return self
-            except httpx.HTTPError:
-                pass
+                said = reply.text
             time.sleep(0.2)
-        raise RuntimeError("the extractor was not ready within 60 s")
+        self.__exit__()
+        raise RuntimeError(f"the extractor was not ready ({said}); its log: {self.log}")
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
 
 
 def measure(tmp: Path, nats_url: str, demo: str, table: str, wanted: list[str], *,
-            runs: int) -> dict[str, list[float]]:
+            runs: int) -> dict[str, list[tuple[float, str]]]:
     """``runs`` cold runs (after one warm-up) of one extractor process with ``wanted``."""
-    results: dict[str, list[float]] = {sid: [] for sid in wanted}
+    results: dict[str, list[tuple[float, str]]] = {sid: [] for sid in wanted}
     with Extractor(tmp, nats_url, demo, table, wanted):
         for run in range(runs + 1):
             seen = asyncio.run(one_run(nats_url, table, wanted, run))
@@ -213,7 +226,7 @@ def main() -> int:
                 results |= measure(tmp, url, demo, "gallery", [sid], runs=args.runs)
             report(f"upcoming event -> healthy stream (extractor auto), per gallery page, one "
                    f"page at a time, {args.runs} cold runs after one warm-up",
-                   {sid: f"{GALLERY[sid].id} ({GALLERY[sid].extractor})" for sid in pages},
+                   {sid: GALLERY[sid].id for sid in pages},
                    results, args.runs)
             print()
     finally:
