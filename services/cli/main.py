@@ -14,6 +14,7 @@ import httpx
 import nats
 import nats.errors
 
+from services.cli import sources
 from services.cli.calendar_table import find_calendar, render
 from services.cli.replay import SOURCES, ReplayError, parse_duration, replay, tail
 from services.cli.supervisor import python_module
@@ -60,10 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="write it to shared/asyncapi.json")
     mode.add_argument("--check", action="store_const", const="check", dest="mode",
                       help="exit 1 if shared/asyncapi.json differs from what the code says")
-    src = sub.add_parser("sources", help="work with stream sources")
-    src_sub = src.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
-    src_sub.add_parser("check", help="run the extractor chain on a page URL once and show "
-                       "what each extractor finds", add_help=False)
+    sources.add_parser(sub)
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} alone (as `python -m services.{name}`)",
                        add_help=False)
@@ -99,11 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd = python_module(f"services.{args.command}") + extra + rest
         # The service replaces this process, so signals reach it directly.
         os.execv(cmd[0], cmd)  # noqa: S606
-    if args.command == "sources":
+    if args.command == "sources" and args.sources_command == "check" and sources.is_url(rest):
         extra = ["--config", args.config] if args.config else []
         cmd = [*python_module("services.extractor"), "check", *rest, *extra]
         os.execv(cmd[0], cmd)  # noqa: S606
-    if rest:
+    if rest and not (args.command == "sources" and args.sources_command == "check"):
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "asyncapi":
         from services.cli import asyncapi  # noqa: PLC0415 - FastStream only for this command
@@ -119,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _calendar(settings, args.season)
     if args.command in ("replay", "tail"):
         return _history(settings, args)
+    if args.command == "sources":
+        return sources.main(settings, args, rest)
     return _status(settings)
 
 
