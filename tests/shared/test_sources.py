@@ -34,7 +34,8 @@ NOW = datetime(2026, 5, 24, 13, 0, tzinfo=UTC)
 def test_parse_accepts_a_template_and_refuses_unknown_fields_readably() -> None:
     """A URL template may use the session's fields; an unknown one is named in the error."""
     record = parse({"id": "site-a", "url": "https://a.example/{event}/{kind}"})
-    assert record.url.endswith("{event}/{kind}") and record.enabled
+    assert record.url.endswith("{event}/{kind}")
+    assert record.enabled
     with pytest.raises(SourceError, match=r"unknown fields \['track'\]"):
         parse({"id": "site-a", "url": "https://a.example/{track}"})
     with pytest.raises(SourceError, match="malformed"):
@@ -65,8 +66,10 @@ def test_seed_adds_missing_updates_changed_and_keeps_operator_edits() -> None:
     bucket = {"b": (edited_b, 11), "c": (old_c, 12)}
     steps = seed_plan([a, b, c], bucket, generation=99)
     assert [(s.record.id, s.revision) for s in steps] == [("a", None), ("c", 12)]
-    assert steps[0].record.generation == 99 and steps[0].record.seed == digest(a)
-    assert steps[1].record.url == "https://c.example/" and steps[1].record.generation == 7
+    assert steps[0].record.generation == 99
+    assert steps[0].record.seed == digest(a)
+    assert steps[1].record.url == "https://c.example/"
+    assert steps[1].record.generation == 7
     assert steps[1].changed == ("url",)
 
 
@@ -76,7 +79,8 @@ def test_seed_gives_a_new_generation_to_a_file_entry_enabled_again() -> None:
     off = msgspec.structs.replace(from_settings(SourceSettings(id="a", url="https://a.example/",
                                                                enabled=False)), generation=3)
     (step,) = seed_plan([on], {"a": (off, 4)}, generation=10)
-    assert step.record.enabled and step.record.generation == 10
+    assert step.record.enabled
+    assert step.record.generation == 10
 
 
 def test_an_edit_keeps_saved_secret_values_it_was_not_given() -> None:
@@ -89,7 +93,7 @@ def test_an_edit_keeps_saved_secret_values_it_was_not_given() -> None:
     assert edited.headers == {"X-Key": "secret-value-1", "X-New": "fresh-value-2"}
     assert edited.cookies == {"sid": "cookie-value-9"}
     assert changed_fields(record, edited) == ["headers.X-New", "headers.X-Old", "priority"]
-    with pytest.raises(SourceError, match="headers.X-Missing has no saved value"):
+    with pytest.raises(SourceError, match=r"headers\.X-Missing has no saved value"):
         apply_edit(record, {"headers": {"X-Missing": None}})
     with pytest.raises(SourceError, match="cannot edit generation"):
         apply_edit(record, {"generation": 3})
@@ -97,7 +101,8 @@ def test_an_edit_keeps_saved_secret_values_it_was_not_given() -> None:
 
 def test_what_needs_a_re_resolve() -> None:
     """Header, cookie, URL and extractor changes re-resolve; a new name or priority does not."""
-    assert needs_reresolve(["headers.X-Key"]) and needs_reresolve(["url"])
+    assert needs_reresolve(["headers.X-Key"])
+    assert needs_reresolve(["url"])
     assert not needs_reresolve(["name", "priority"])
 
 
@@ -106,7 +111,8 @@ def test_views_and_events_never_carry_secret_values() -> None:
     record = parse({"id": "a", "url": "https://a.example/live?token=abcdef123456",
                     "headers": {"X-Key": "secret-value-1"}, "cookies": {"sid": "cookie-value-9"}})
     shown = view(record, 3)
-    assert shown.header_names == ["X-Key"] and shown.cookie_names == ["sid"]
+    assert shown.header_names == ["X-Key"]
+    assert shown.cookie_names == ["sid"]
     event = SourceChanged(source_id="a", action=Action.ADDED, who="admin:ops",
                           changed=changed_fields(None, record), source=shown, revision=3, at=NOW)
     wire = encode(event).decode()
@@ -124,8 +130,10 @@ def test_statistics_count_attempts_and_keep_the_last_error_redacted() -> None:
     stats = record_attempt(stats, "a", ok=False, extractor="", elapsed_ms=5, error=error, at=NOW)
     shown = stats_view("a", stats, streams_now=1)
     assert (shown.attempts, shown.successes, shown.success_rate) == (2, 1, 0.5)
-    assert shown.last_extractor == "http" and shown.last_resolve_ms == 812.3
-    assert "abc123" not in shown.last_error and "secret-value-1" not in shown.last_error
+    assert shown.last_extractor == "http"
+    assert shown.last_resolve_ms == 812.3
+    assert "abc123" not in shown.last_error
+    assert "secret-value-1" not in shown.last_error
 
 
 def test_old_readers_skip_unknown_fields_of_a_record() -> None:

@@ -41,7 +41,8 @@ def test_the_catalog_holds_enabled_sources_with_their_generations() -> None:
     """Disabled sources are out of the catalog."""
     catalog, generations = enabled({"a": A, "b": msgspec.structs.replace(A, id="b",
                                                                          enabled=False)})
-    assert list(catalog) == ["a"] and generations == {"a": 1}
+    assert list(catalog) == ["a"]
+    assert generations == {"a": 1}
     assert catalog["a"].headers == {"X-Key": "one"}
 
 
@@ -50,5 +51,6 @@ def test_a_recent_change_found_at_start_is_acted_on_again() -> None:
     now = datetime(2026, 5, 24, tzinfo=UTC)
     recent = msgspec.structs.replace(A, updated_at=now - timedelta(minutes=5))
     old = msgspec.structs.replace(A, updated_at=now - timedelta(hours=2))
-    assert missed(recent, now, 3000) and not missed(old, now, 3000)
+    assert missed(recent, now, 3000)
+    assert not missed(old, now, 3000)
     assert not missed(msgspec.structs.replace(recent, enabled=False), now, 3000)
