@@ -51,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="also publish each message to SUBJECT, for a debugging consumer")
     tl = sub.add_parser("tail", help="follow events live (Ctrl-C stops)")
     tl.add_argument("streams", nargs="*", metavar="STREAM",
-                    default=["SESSIONS", "streams", "DEADLETTER"],
-                    help="what to follow (default: SESSIONS streams DEADLETTER)")
+                    default=["SESSIONS", "streams", "DEADLETTER", "SOURCE_CHANGES"],
+                    help="what to follow (default: SESSIONS streams DEADLETTER SOURCE_CHANGES)")
     tl.add_argument("--json", action="store_true", help="JSON lines instead of text")
     api = sub.add_parser("asyncapi", help="print the AsyncAPI document of every NATS subject "
                          "and payload (generated from the code)")
