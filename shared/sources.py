@@ -393,3 +393,29 @@ def record_attempt(stats: SourceStats | None, source_id: str, *, ok: bool, extra
                                        last_resolve_ms=round(elapsed_ms, 1), last_ok_at=at)
     return msgspec.structs.replace(base, attempts=base.attempts + 1, last_error=error[:500],
                                    last_error_at=at)
+
+
+def restore_plan(last: Mapping[str, SourceChanged], present: Iterable[str]) -> list[SourceRecord]:
+    """Sources to put back into a lost bucket from their last change events, for those nobody
+    holds any more (not in the bucket again, not in the file). Events carry no secret values
+    and hide URL queries: a source that had headers, cookies or a query comes back disabled,
+    with its header and cookie names and empty values, for an operator to complete."""
+    have = set(present)
+    plan: list[SourceRecord] = []
+    for source_id, event in sorted(last.items()):
+        shown = event.source
+        if source_id in have or event.action is Action.REMOVED or shown is None:
+            continue
+        incomplete = bool(shown.header_names or shown.cookie_names or "***" in shown.url)
+        try:
+            plan.append(parse({
+                "id": source_id, "url": shown.url, "name": shown.name, "kinds": shown.kinds,
+                "extractor": shown.extractor, "headers": dict.fromkeys(shown.header_names, ""),
+                "cookies": dict.fromkeys(shown.cookie_names, ""), "user_agent": shown.user_agent,
+                "priority": shown.priority, "refresh": shown.refresh,
+                "max_concurrent": shown.max_concurrent,
+                "enabled": shown.enabled and not incomplete, "generation": event.revision,
+                "updated_by": "restore", "updated_at": event.at}))
+        except SourceError:
+            continue  # an event of an older, different shape: nothing sound to restore
+    return plan

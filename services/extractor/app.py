@@ -26,7 +26,7 @@ from nats.errors import Error as NatsError
 from services.extractor.catalog import for_session
 from services.extractor.check import check_source
 from services.extractor.extractors.browser import CHROMIUM
-from services.extractor.follow import SourceFollower, seed
+from services.extractor.follow import SourceFollower, restore_from_events, seed
 from services.extractor.jobs import Jobs
 from services.extractor.metrics import EVENTS, JOBS
 from services.extractor.registry import Context
@@ -281,6 +281,7 @@ class ExtractorApp:
         jobs.stats = await topology.source_stats_kv(js)
         sources_kv = await topology.sources_kv(js)
         await seed(js, sources_kv, self.settings)
+        await restore_from_events(js, sources_kv)
         self.follower = SourceFollower(self.settings, js, sources_kv, jobs)
         async with background(self.follower.run(), "sources", critical=True):
             synced = asyncio.create_task(self.follower.mirror.synced.wait())

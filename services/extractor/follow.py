@@ -6,7 +6,9 @@ again. Every replica acts on every change; message ids and idempotent deletes ma
 
 A bucket lost behind the system's back (deleted, purged) is put back: the sources this replica
 holds are written back first (they still have their secrets), then the settings file seeds what
-is missing; the running jobs carry on.
+is missing, then the last change event of each source nobody holds any more restores it (events
+carry no secret: one that needs a header, a cookie or a URL query comes back disabled for an
+operator to complete); the running jobs carry on.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ from typing import Final
 import msgspec
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.api import DeliverPolicy
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from services.extractor import catalog
 from services.extractor.catalog import Reaction
 from services.extractor.jobs import Jobs
-from shared import logs, topology
-from shared.codec import encode
+from shared import logs, subjects, topology
+from shared.codec import PayloadError, decode, encode
+from shared.kv import keys as kv_keys
 from shared.kvmirror import KvMirror
 from shared.settings import Settings
 from shared.sourceadmin import new_generation, publish, read_all
-from shared.sources import Action, SourceChanged, SourceRecord, seed_plan, view
+from shared.sources import Action, SourceChanged, SourceRecord, restore_plan, seed_plan, view
 from shared.tasks import background
 
 log = logs.get(__name__)
@@ -142,4 +146,59 @@ class SourceFollower:
                 source_id=record.id, action=Action.RESTORED, who=RESTORE,
                 source=view(record, revision), revision=revision, at=datetime.now(UTC)))
         seeded = await seed(self.js, kv, self.settings)
-        log.warning("sources bucket was lost; put back", restored=restored, seeded=seeded)
+        from_events = await restore_from_events(self.js, kv)
+        log.warning("sources bucket was lost; put back", restored=restored, seeded=seeded,
+                    from_events=from_events)
+
+
+async def restore_from_events(js: JetStreamContext, kv: KeyValue) -> int:
+    """Put back each source whose last change event says it exists but which is not in the
+    bucket (lost while no replica held it); returns how many."""
+    restored = 0
+    for record in restore_plan(await last_changes(js), await kv_keys(kv)):
+        try:
+            revision = await kv.create(record.id, encode(record))
+        except KeyWrongLastSequenceError:
+            continue
+        restored += 1
+        await publish(js, SourceChanged(
+            source_id=record.id, action=Action.RESTORED, who=RESTORE,
+            changed=["enabled"] if not record.enabled else [],
+            source=view(record, revision), revision=revision, at=datetime.now(UTC)))
+    if restored:
+        log.warning("sources restored from their change events", restored=restored)
+    return restored
+
+
+#: Seconds to wait for the next message when reading the last change of each source.
+_QUIET: Final = 1.0
+
+
+async def last_changes(js: JetStreamContext) -> dict[str, SourceChanged]:
+    """The last change event of every source, from the ``SOURCE_CHANGES`` stream."""
+    found: dict[str, SourceChanged] = {}
+    try:
+        info = await js.stream_info(topology.SOURCE_CHANGES_STREAM)
+    except NotFoundError:
+        return found
+    if not info.state.messages:
+        return found
+    sub = await js.subscribe(subjects.SOURCE_CHANGES_ALL, stream=topology.SOURCE_CHANGES_STREAM,
+                             ordered_consumer=True,
+                             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=_QUIET)
+            except TimeoutError:
+                break
+            try:
+                event = decode(msg.data, SourceChanged)
+            except PayloadError:
+                continue
+            found[event.source_id] = event
+            if msg.metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return found

@@ -23,6 +23,7 @@ from shared.sources import (
     parse,
     record_attempt,
     redact,
+    restore_plan,
     seed_plan,
     stats_view,
     view,
@@ -140,3 +141,25 @@ def test_old_readers_skip_unknown_fields_of_a_record() -> None:
     """A record written by a newer version decodes (new fields are ignored)."""
     raw = b'{"id":"a","url":"https://a.example/","future_field":1}'
     assert decode(raw, SourceRecord).id == "a"
+
+
+def test_a_lost_source_nobody_holds_comes_back_from_its_last_event() -> None:
+    """Restored from events: one without secrets as it was; one with a header disabled, the
+    header named with no value; a removed one, or one back already, not at all."""
+    plain = parse({"id": "plain", "url": "https://p.example/{event}", "priority": 4})
+    keyed = parse({"id": "keyed", "url": "https://k.example/", "headers": {"X-Key": "secret-1"}})
+
+    def event(record: SourceRecord, action: Action = Action.EDITED) -> SourceChanged:
+        return SourceChanged(source_id=record.id, action=action, who="cli:x",
+                             source=view(record, 9), revision=9, at=NOW)
+
+    gone = SourceChanged(source_id="gone", action=Action.REMOVED, who="cli:x", revision=3, at=NOW)
+    last = {"plain": event(plain), "keyed": event(keyed), "gone": gone,
+            "back": event(msgspec.structs.replace(plain, id="back"))}
+    restored = {r.id: r for r in restore_plan(last, present=["back"])}
+    assert sorted(restored) == ["keyed", "plain"]
+    assert restored["plain"].enabled
+    assert restored["plain"].url == plain.url
+    assert restored["plain"].priority == 4
+    assert not restored["keyed"].enabled
+    assert restored["keyed"].headers == {"X-Key": ""}
