@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import nats
@@ -39,7 +40,8 @@ async def _upstream(nats_url: str, key: str) -> str:
 
 def upstream(system: System, key: str) -> str:
     """The upstream URL of a stream record (the private side: only tests and services read it)."""
-    return asyncio.run(_upstream(system.nats_url, key))
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
+        return pool.submit(asyncio.run, _upstream(system.nats_url, key)).result()
 
 
 def wait_for(check: object, timeout: float, what: str) -> None:
