@@ -99,8 +99,9 @@ def test_sources_add_makes_a_stream_healthy_and_disable_removes_it_within_10_s(u
     assert stats[0]["last_extractor"] == "http"
 
     started = time.monotonic()
-    disabled = up.cli("sources", "disable", "keyed")
+    disabled = up.cli("sources", "disable", "keyed", "--json")
     assert disabled.returncode == 0, disabled.stderr
+    assert json.loads(disabled.stdout)["action"] == "disabled"  # nothing but the JSON
     returned = time.monotonic()
     wait_until(lambda: not up.streams("keyed"), 10, "the disabled source's stream to go")
     print(f"sources disable -> gone from /api/streams: {time.monotonic() - returned:.1f} s after "
