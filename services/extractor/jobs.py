@@ -247,6 +247,8 @@ class Jobs:
             log.info("job of an older generation of its source stopped", key=key)
             return Decision(stop=True)  # the newer generation's job owns the record
         source = self.current(job.source_id, job.generation)
+        if source is not None and source.kinds and session.kind not in source.kinds:
+            source = None  # edited to serve other kinds of session: this stream goes
         phase = await self.phase(session.key)
         if phase is None and not worker.is_over(session, self.clock.now(),
                                                 self.settings.scheduler.grace):
