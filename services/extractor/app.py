@@ -75,6 +75,7 @@ class ExtractorApp:
             self.readiness.add("redis", self.shared.check)
         self.jobs: Jobs | None = None
         self.follower: SourceFollower | None = None
+        self.readiness.add("sources", self._sources_ready)
         self.stopping = False
         self._runs: set[asyncio.Task[Decision]] = set()
         self.http: httpx.AsyncClient | None = None
@@ -105,6 +106,9 @@ class ExtractorApp:
             "sample one) and one extractor of the queue group answers a CheckReply with every "
             "candidate and its verdict (URL queries and secrets hidden)",
         )(self.on_check)
+
+    async def _sources_ready(self) -> str | None:
+        return None if self.jobs is not None else "sources not loaded yet"
 
     def context(self, source: SourceSettings) -> Context:
         if self.http is None or self.proxy is None:
