@@ -288,13 +288,14 @@ class ExtractorApp:
         await restore_from_events(js, sources_kv)
         self.follower = SourceFollower(self.settings, js, sources_kv, jobs)
         async with background(self.follower.run(), "sources", critical=True):
-            synced = asyncio.create_task(self.follower.mirror.synced.wait())
-            stopped = asyncio.create_task(stop.wait())
+            waits = {asyncio.create_task(self.follower.mirror.synced.wait()),
+                     asyncio.create_task(stop.wait())}
             try:
-                await asyncio.wait({synced, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                synced.cancel()
-                stopped.cancel()
+                for waiting in waits:
+                    waiting.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
             if not stop.is_set():
                 self.jobs = jobs
                 log.info("extractor ready", sources=sorted(jobs.catalog))
