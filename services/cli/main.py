@@ -10,16 +10,12 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import httpx
 import nats
 import nats.errors
 
 from services.cli import sources
-from services.cli.calendar_table import find_calendar, render
 from services.cli.replay import SOURCES, ReplayError, parse_duration, replay, tail
 from services.cli.supervisor import python_module
-from services.cli.up import up
-from shared.calendar import CalendarError
 from shared.runtime import NatsNotFoundError, nats_servers, read_runtime
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -69,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _status(settings: Settings) -> int:
+    import httpx  # noqa: PLC0415 - imported by the commands that use it: `sources` starts faster
     info = read_runtime(settings.data_path)
     if info is None:
         print(f"Slipstream is not running on data folder {settings.data_path}")
@@ -112,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"slipstream: {exc}", file=sys.stderr)
         return 2
     if args.command == "up":
+        from services.cli.up import up  # noqa: PLC0415 - see _status
+
         return up(settings, args.config)
     if args.command == "calendar":
         return _calendar(settings, args.season)
@@ -155,6 +154,9 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _calendar(settings: Settings, season: int | None) -> int:
+    from services.cli.calendar_table import find_calendar, render  # noqa: PLC0415 - see _status
+    from shared.calendar import CalendarError  # noqa: PLC0415
+
     try:
         calendar, origin = find_calendar(settings)
     except CalendarError as exc:
