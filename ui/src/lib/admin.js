@@ -56,7 +56,7 @@ export function formFor(source = null) {
       headers: [{ name: "", value: "", saved: false }], cookies: [] };
   }
   return {
-    id: source.id, url: source.url, name: source.name, extractor: source.extractor,
+    id: source.id, url: source.url, shownUrl: source.url, name: source.name, extractor: source.extractor,
     priority: source.priority, user_agent: source.user_agent, kinds: source.kinds.join(", "),
     headers: source.header_names.map((name) => ({ name, value: "", saved: true })),
     cookies: source.cookie_names.map((name) => ({ name, value: "", saved: true })),
@@ -88,10 +88,13 @@ export function newSource(form) {
 }
 
 /** The body of PATCH /api/admin/sources/{id}: every field, headers and cookies as the full
- * set with `null` for saved values left blank (the gateway keeps those). */
+ * set with `null` for saved values left blank (the gateway keeps those). The URL is sent only
+ * when it was changed: the page shows it with its query hidden (`?***`), which must not be
+ * saved over the real one. */
 export function editPatch(form) {
+  const url = form.url.trim();
   return {
-    url: form.url.trim(), name: form.name.trim(), extractor: form.extractor,
+    ...(url === form.shownUrl ? {} : { url }), name: form.name.trim(), extractor: form.extractor,
     priority: Number(form.priority) || 0, user_agent: form.user_agent.trim(), kinds: kinds(form.kinds),
     headers: pairs(form.headers, true), cookies: pairs(form.cookies, true),
   };

@@ -15,6 +15,14 @@ test("an edit form never holds saved secrets, and blank saved values are kept wi
   assert.deepEqual(patch.headers, { "X-Key": null, "X-New": "fresh" });
   assert.deepEqual(patch.cookies, { sid: null });
   assert.deepEqual(patch.kinds, ["race"]);
+  assert.equal("url" in patch, false); // unchanged: not sent
+});
+
+test("a URL shown with its query hidden is never saved back; a changed one is", () => {
+  const form = formFor({ ...SAVED, url: "https://a.test/live?***" });
+  assert.equal("url" in editPatch(form), false);
+  form.url = "https://b.test/live?token=new";
+  assert.equal(editPatch(form).url, "https://b.test/live?token=new");
 });
 
 test("a new value replaces a saved one and a removed row drops it", () => {
