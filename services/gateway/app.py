@@ -26,6 +26,9 @@ from litestar.params import FromPath, FromQuery
 from litestar.static_files import create_static_files_router
 
 import shared
+from services.gateway.admin import Admin, admin_tokens
+from services.gateway.admin import follow as admin_follow
+from services.gateway.admin import router as admin_router
 from services.gateway.feed import FeedClient, Hub, stream_key_parts
 from services.gateway.views import Views, ics, m3u
 from shared import logs, topology
@@ -36,6 +39,7 @@ from shared.relay_urls import Signer, load_secret
 from shared.service import NatsLink, readiness_for
 from shared.sessions import SessionEvent, SessionStatus
 from shared.settings import Settings
+from shared.sources import SourceRecord, SourceStats
 from shared.streams import StreamRecord, StreamView
 from shared.subjects import InvalidTokenError, check_session_key
 from shared.tasks import background
@@ -285,6 +289,8 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
         if event is not None:
             hub.session_changed(event, revision)
 
+    admin = Admin(sources=KvMirror(SourceRecord), stats=KvMirror(SourceStats),
+                  streams=views.streams)
     views.streams.on_change = stream_changed
     views.sessions.on_change = session_changed
     readiness = readiness_for(link)
@@ -304,7 +310,8 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
         # A bucket re-created behind our back restarts its revisions: clients reconnect for a
         # fresh snapshot rather than ignore the new, lower revisions.
         streams = views.streams.follow_forever(js, topology.STREAMS_BUCKET, on_reset=hub.reset)
-        async with background(streams, "streams", critical=True):
+        async with (background(streams, "streams", critical=True),
+                    background(admin_follow(admin, link.client), "sources", critical=True)):
             await views.sessions.follow_forever(js, topology.SESSIONS_BUCKET, on_reset=hub.reset)
 
     @contextlib.asynccontextmanager
@@ -320,11 +327,12 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
 
     return Litestar(
         route_handlers=[*ROUTES, status, sessions, session, streams, live, export_m3u, export_ics,
-                        feed, home, favicon, asyncapi, _ui_assets(ui)],
+                        feed, home, favicon, asyncapi, _ui_assets(ui), admin_router()],
         lifespan=[lifespan],
         state=State({"readiness": readiness, "views": views, "hub": hub,
                      "origins": settings.ui_origins, "ui": ui,
-                     "token": settings.gateway.token}),
+                     "token": settings.gateway.token, "admin": admin,
+                     "admin_tokens": admin_tokens(settings)}),
         openapi_config=OpenAPIConfig(title="Slipstream gateway", version="0.1.0"),
         logging_config=None,
     )

@@ -42,8 +42,10 @@ DESKTOP = {"width": 1280, "height": 900}
 
 
 class System:
-    def __init__(self, proc: Proc, ports: dict[str, int], nats_url: str) -> None:
-        self.proc, self.nats_url = proc, nats_url
+    def __init__(self, proc: Proc, ports: dict[str, int], nats_url: str,
+                 data: Path | None = None) -> None:
+        self.proc, self.nats_url, self.data = proc, nats_url, data
+        self.demo = f"http://127.0.0.1:{ports['demo']}"
         self.gateway = f"http://127.0.0.1:{ports['gateway']}"
         self.relay = f"http://127.0.0.1:{ports['relay']}"
 
@@ -60,7 +62,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     try:
         proc.wait_for("Slipstream is ready", timeout=120)
         runtime = json.loads((tmp / "data" / "runtime.json").read_text())
-        yield System(proc, ports, runtime["nats_url"])
+        yield System(proc, ports, runtime["nats_url"], tmp / "data")
     finally:
         proc.stop(signal.SIGTERM)
 
