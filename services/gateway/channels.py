@@ -54,11 +54,14 @@ class KeyRing:
         self._stamp = self._mtime()
         self._checked = clock()
 
-    def _mtime(self) -> int | None:
+    def _mtime(self) -> tuple[int, int, int] | None:
+        """What tells a changed file (a rotation replaces it: a new inode, even within one
+        tick of a coarse clock)."""
         try:
-            return self._path.stat().st_mtime_ns
+            stat = self._path.stat()
         except FileNotFoundError:
             return None
+        return stat.st_mtime_ns, stat.st_ino, stat.st_size
 
     def current(self) -> ChannelKeys:
         if self._fixed or self._clock() - self._checked < KEYS_RECHECK:
