@@ -20,6 +20,7 @@ from services.gateway.exports import (
     LOGO_PATH,
     Links,
     channels,
+    logo_png,
     logo_svg,
     m3u,
     xmltv,
@@ -27,6 +28,9 @@ from services.gateway.exports import (
 from services.gateway.views import Views
 from shared.channels import check_channel
 from shared.subjects import InvalidTokenError
+
+#: The documents change as sessions come and go, and repeat the gateway's token: kept by no cache.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _links(request: Request[Any, Any, Any], state: State) -> Links:
@@ -42,7 +46,8 @@ def channels_m3u(request: Request[Any, Any, Any], state: State) -> Response[str]
     links = _links(request, state)
     found = channels(views.session_statuses(), datetime.now(UTC), views.channels.url, links)
     return Response(m3u(found, links), media_type="audio/x-mpegurl",
-                    headers={"Content-Disposition": 'inline; filename="slipstream-channels.m3u"'})
+                    headers={"Content-Disposition": 'inline; filename="slipstream-channels.m3u"',
+                             **NO_STORE})
 
 
 @get("/guide.xml", sync_to_thread=False)
@@ -52,21 +57,25 @@ def guide_xml(request: Request[Any, Any, Any], state: State) -> Response[str]:
     now = datetime.now(UTC)
     statuses = views.session_statuses()
     found = channels(statuses, now, views.channels.url, _links(request, state))
-    return Response(xmltv(found, statuses, now), media_type="application/xml; charset=utf-8")
+    return Response(xmltv(found, statuses, now), media_type="application/xml; charset=utf-8",
+                    headers=NO_STORE)
 
 
 EXPORT_ROUTES = [channels_m3u, guide_xml]
 
 
 @get(f"{LOGO_PATH}/{{name:str}}", sync_to_thread=False, include_in_schema=False)
-def logo(name: FromPath[str]) -> Response[str]:
-    """A channel's logo (SVG): public, it shows the kind of session and nothing else."""
-    channel = name.removesuffix(".svg")
+def logo(name: FromPath[str]) -> Response[bytes]:
+    """A channel's logo (``<channel>.png`` or ``.svg``): public, it shows the kind of session
+    and nothing else."""
+    channel, dot, kind = name.rpartition(".")
     try:
         check_channel(channel)
     except InvalidTokenError as exc:
         raise NotFoundException("no such logo") from exc
-    if channel == name:
-        raise NotFoundException("no such logo")
-    return Response(logo_svg(channel), media_type="image/svg+xml",
-                    headers={"Cache-Control": "max-age=86400"})
+    cache = {"Cache-Control": "max-age=86400"}
+    if dot and kind == "png":
+        return Response(logo_png(channel), media_type="image/png", headers=cache)
+    if dot and kind == "svg":
+        return Response(logo_svg(channel).encode(), media_type="image/svg+xml", headers=cache)
+    raise NotFoundException("no such logo")

@@ -10,8 +10,11 @@ upstream.
 
 from __future__ import annotations
 
+import functools
 import re
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,8 +55,9 @@ class Links:
         return f"{self.gateway.rstrip('/')}{path}{query}"
 
     def logo(self, channel: str) -> str:
-        # logos are public (they show a session kind, nothing else): no token in their URL
-        return f"{self.gateway.rstrip('/')}{LOGO_PATH}/{channel}.svg"
+        # logos are public (they show a session kind, nothing else): no token in their URL.
+        # PNG: Kodi and some Jellyfin clients show no SVG.
+        return f"{self.gateway.rstrip('/')}{LOGO_PATH}/{channel}.png"
 
 
 @dataclass(frozen=True)
@@ -199,3 +203,53 @@ def logo_svg(channel: str) -> str:
         f'<text x="256" y="420" font-family="DejaVu Sans,Arial,sans-serif" font-weight="bold" '
         f'font-size="{size}" text-anchor="middle" fill="#fff">{label}</text></svg>'
     )
+
+
+#: A 5x7 pixel font of the characters logo labels use.
+_GLYPHS: Final = {
+    "L": "10000 10000 10000 10000 10000 10000 11111",
+    "I": "01110 00100 00100 00100 00100 00100 01110",
+    "V": "10001 10001 10001 10001 10001 01010 00100",
+    "E": "11111 10000 10000 11110 10000 10000 11111",
+    "F": "11111 10000 10000 11110 10000 10000 10000",
+    "P": "11110 10001 10001 11110 10000 10000 10000",
+    "S": "01111 10000 10000 01110 00001 00001 11110",
+    "Q": "01110 10001 10001 10001 10101 10010 01101",
+    "R": "11110 10001 10001 11110 10100 10010 10001",
+    "T": "11111 00100 00100 00100 00100 00100 00100",
+    "1": "00100 01100 00100 00100 00100 00100 01110",
+    "2": "01110 10001 00001 00010 00100 01000 11111",
+    "3": "11110 00001 00001 01110 00001 00001 11110",
+}
+LOGO_SIZE: Final = 256
+_RED: Final = b"\xe1\x06\x00"
+_WHITE: Final = b"\xff\xff\xff"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@functools.cache
+def logo_png(channel: str) -> bytes:
+    """A channel's logo as a PNG (what every player shows): its label in white on red."""
+    label = [c for c in logo_label(channel) if c in _GLYPHS]
+    units = 6 * len(label) - 1  # 5 columns a glyph, 1 between glyphs
+    scale = min(16, (LOGO_SIZE - 48) // max(units, 1))
+    left = (LOGO_SIZE - units * scale) // 2
+    top = (LOGO_SIZE - 7 * scale) // 2
+    rows = []
+    for y in range(LOGO_SIZE):
+        row = bytearray(_RED * LOGO_SIZE)
+        gy = (y - top) // scale
+        if 0 <= gy < 7 and y >= top:
+            for i, char in enumerate(label):
+                bits = _GLYPHS[char].split()[gy]
+                for gx, bit in enumerate(bits):
+                    if bit == "1":
+                        x0 = left + (6 * i + gx) * scale
+                        row[3 * x0:3 * (x0 + scale)] = _WHITE * scale
+        rows.append(b"\x00" + bytes(row))  # filter type 0 (none) for every row
+    header = struct.pack(">IIBBBBB", LOGO_SIZE, LOGO_SIZE, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+            + _chunk(b"IDAT", zlib.compress(b"".join(rows), 9)) + _chunk(b"IEND", b""))

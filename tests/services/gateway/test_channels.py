@@ -243,8 +243,10 @@ async def test_the_channel_list_and_the_guide_for_iptv_players(start_gateway: St
     async with httpx.AsyncClient(base_url=gateway) as http:
         playlist = await http.get("/export/channels.m3u")
         guide = await http.get("/export/guide.xml")
-        logo = await http.get("/export/logos/2026.monaco.race.svg")
+        logo = await http.get("/export/logos/2026.monaco.race.png")
+        svg = await http.get("/export/logos/2026.monaco.race.svg")
         no_logo = await http.get("/export/logos/..%2Fetc.svg")
+        no_kind = await http.get("/export/logos/2026.monaco.race.gif")
     assert playlist.status_code == 200
     assert playlist.headers["content-type"].startswith("audio/x-mpegurl")
     lines = playlist.text.splitlines()
@@ -255,7 +257,7 @@ async def test_the_channel_list_and_the_guide_for_iptv_players(start_gateway: St
     keys = load_channel_keys(None, tmp_path)
     for channel, (info, url) in zip(tvg_ids, entries, strict=True):
         assert url == keys.master_url(RELAY, channel)
-        assert f'tvg-logo="{gateway}/export/logos/{channel}.svg"' in info
+        assert f'tvg-logo="{gateway}/export/logos/{channel}.png"' in info
         assert 'group-title="' in info
         assert 'tvg-name="' in info
     assert 'tvg-name="Monaco Grand Prix: Race"' in entries[1][0]
@@ -272,8 +274,12 @@ async def test_the_channel_list_and_the_guide_for_iptv_players(start_gateway: St
         for secret in SECRETS:
             assert secret not in text
     assert logo.status_code == 200
-    assert logo.headers["content-type"].startswith("image/svg+xml")
+    assert logo.headers["content-type"] == "image/png"
+    assert logo.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert svg.headers["content-type"].startswith("image/svg+xml")
     assert no_logo.status_code == 404
+    assert no_kind.status_code == 404
+    assert playlist.headers["cache-control"] == "no-store"
 
 
 async def test_exports_need_the_gateway_token_and_carry_it_for_the_player(
@@ -287,7 +293,7 @@ async def test_exports_need_the_gateway_token_and_carry_it_for_the_player(
         refused_guide = await http.get("/export/guide.xml")
         playlist = await http.get("/export/channels.m3u", params={"token": token})
         guide = await http.get("/export/guide.xml", params={"token": token})
-        logo = await http.get("/export/logos/live-now.svg")
+        logo = await http.get("/export/logos/live-now.png")
     assert (refused.status_code, refused_guide.status_code) == (401, 401)
     assert playlist.status_code == 200
     assert guide.status_code == 200

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.gateway.exports import (
+    LOGO_SIZE,
     Links,
     channels,
     listed,
     logo_label,
+    logo_png,
     logo_svg,
     m3u,
     xmltv,
@@ -49,7 +53,7 @@ def test_live_and_upcoming_sessions_get_channels_after_live_now() -> None:
     assert [c.id for c in found] == ["live-now", "2026.monaco.qualifying", "2026.monaco.race",
                                      "2026.monaco.practice-3"]
     assert found[1].url == url("2026.monaco.qualifying")
-    assert found[1].logo == "http://gw.test/export/logos/2026.monaco.qualifying.svg"
+    assert found[1].logo == "http://gw.test/export/logos/2026.monaco.qualifying.png"
     assert listed(statuses[3], NOW)
     assert not listed(statuses[5], NOW)
 
@@ -66,7 +70,7 @@ def test_the_m3u_names_each_channel_once_per_line_and_points_at_the_guide() -> N
     assert lines[2] == url("live-now")
     assert lines[3] == ('#EXTINF:-1 tvg-id="2026.monaco.race" '
                         "tvg-name=\"Grand 'Prix', de Monaco & co: Race\" "
-                        'tvg-logo="http://gw.test/export/logos/2026.monaco.race.svg" '
+                        'tvg-logo="http://gw.test/export/logos/2026.monaco.race.png" '
                         "group-title=\"Grand 'Prix', de Monaco & co\","
                         "Grand 'Prix'  de Monaco & co: Race")
     assert lines[4] == url("2026.monaco.race")
@@ -122,3 +126,15 @@ def test_logos_label_the_kind_of_session() -> None:
     assert svg.startswith("<svg ")
     assert ">Q</text>" in svg
     ET.fromstring(svg)  # noqa: S314 - our own output; well-formed
+
+
+def test_png_logos_decode_as_pictures_of_their_size(tmp_path: Path) -> None:
+    """The PNG logo (what Kodi and Jellyfin show) is a real picture: ffprobe reads it."""
+    for channel in ("live-now", "2026.monaco.sprint-qualifying", "2026.monaco.exhibition"):
+        path = tmp_path / f"{channel}.png"
+        path.write_bytes(logo_png(channel))
+        probe = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_entries",
+                                "stream=codec_name,width,height", str(path)],
+                               capture_output=True, text=True, timeout=30, check=True)
+        assert json.loads(probe.stdout)["streams"] == [
+            {"codec_name": "png", "width": LOGO_SIZE, "height": LOGO_SIZE}]
