@@ -177,6 +177,8 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: (saves the relay's bandwidth, but viewers then see upstream URLs and fetch them
     #: themselves: no shared fetch). Off: every segment goes through the relay.
     redirect_public_segments: bool = False
+    #: id:secret pairs, comma-separated, oldest first; else <data>/channel.keys
+    channel_keys: str | None = None
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
