@@ -144,6 +144,9 @@ def wrk(url: str, seconds: int, *, script: Path | None = None) -> tuple[float, f
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"{url}: non-2xx answers\n{out}")
+    errors = re.search(r"Socket errors:.*", out)
+    if errors:
+        print(f"   ({url.split('/')[2]}: wrk {errors[0]})")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
     unit = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}[transfer[2]]  # type: ignore[index]
