@@ -361,7 +361,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
                   f"{idle:.0f} MB idle")
             record("relay resident memory idle", idle, "MB")
             for count in (1000, 5000):
-                peak, ok = uvloop.run(hold(relay_port, small[1], count, relay.pid))
+                peak, ok = uvloop.run(hold(relay_port, small[0], count, relay.pid))
                 print(f"   {peak:.0f} MB with {count:,} viewers holding a 2 MB segment "
                       f"({ok} answered 200){'  (target: under 200 MB)' if count == 5000 else ''}",
                       flush=True)

@@ -337,7 +337,12 @@ def main() -> int:
     finally:
         for proc in (gateway, bare):
             proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
+        for proc in (gateway, bare):
+            try:
+                proc.wait(60)  # a loaded machine stops slowly
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         nats_server.stop()
     return 0
 
