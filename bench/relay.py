@@ -258,14 +258,37 @@ def origin_requests(log: Path, needle: str) -> int:
     return sum(needle in line for line in log.read_text().splitlines())
 
 
-def alternate(runs: int, relay: Callable[[int], float], nginx: Callable[[int], float]
+def alternate(runs: int, relay: Callable[[int], float], nginx: Callable[[int], float],
+              baseline: Callable[[int], float] | None = None
               ) -> tuple[list[float], list[float]]:
+    """Runs of each side in turn; a ``baseline`` relay's are printed and recorded too."""
     r: list[float] = []
     n: list[float] = []
+    b: list[float] = []
     for i in range(runs):
         n.append(nginx(i))
         r.append(relay(i))
+        if baseline is not None:
+            b.append(baseline(i))
+    if b:
+        BASELINE.append(b)
     return r, n
+
+
+#: The baseline relay's runs of the figure just measured (``--baseline``).
+BASELINE: list[list[float]] = []
+
+
+def report_baseline(name: str, unit: str, relay: list[float]) -> None:
+    if not BASELINE:
+        return
+    b = BASELINE.pop()
+    bm, rm = statistics.median(b), statistics.median(relay)
+    print(f"   {'baseline relay':<24} {bm:>9.0f} {unit}  ({spread(b)}); this relay / baseline "
+          f"= {rm / bm:.2f}")
+    record(f"baseline: {name}", bm, unit, anchor_name="this relay", anchor_value=rm,
+           spread=f"baseline {spread(b)}; this relay {spread(relay)}",
+           note="--baseline: the relay of another checkout, same run, same dependencies")
 
 
 def report(title: str, unit: str, relay: list[float], nginx: list[float], *, anchor: str,
@@ -288,6 +311,9 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also measure the relay of another checkout (a worktree of an older "
+                             "commit) on the cached segment and playlist, in the same runs")
     parser.add_argument("--only", default="segment,pass,playlist,cold,memory",
                         help="which figures (comma-separated: segment,pass,playlist,cold,memory)")
     args = parser.parse_args()
@@ -327,6 +353,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
     nats_server = EmbeddedNats(tmp / "nats")
     nats_url = nats_server.start()
     relay = None
+    others: list[subprocess.Popen[bytes]] = []
     try:
         wait_http(f"{origin}/live/master.m3u8")
         asyncio.run(put_record(nats_url, origin))
@@ -352,6 +379,21 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
             if got.status_code != 200 or len(got.content) != SEGMENT_BYTES:
                 raise RuntimeError(f"{url}: HTTP {got.status_code}, {len(got.content)} bytes")
         seconds = args.seconds
+        base_seg = base_playlist = None
+        if args.baseline:
+            base_port = free_port()
+            baseline = subprocess.Popen([sys.executable, "-m", "services.relay"], cwd=args.baseline,
+                                        env={**env, "SLIPSTREAM_RELAY_PORT": str(base_port)},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            others.append(baseline)
+            other = f"http://127.0.0.1:{base_port}"
+            wait_http(f"{other}/readyz")
+            first = m3u8.loads(httpx.get(signer.master_url(other, "2026.bench.race", "bench",
+                                                           3600)).text).playlists[0].uri
+            base_playlist = other + first
+            base_seg = other + m3u8.loads(httpx.get(base_playlist).text).segments[0].uri
+            for _ in range(2):
+                httpx.get(base_seg, timeout=30).raise_for_status()
         print(f"Every server one process; {args.runs} alternating runs each, median (min-max); "
               "the load generators share the 2 cores (so may other processes on this machine)")
 
@@ -371,19 +413,24 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
 
         if "segment" in only:
             r, n = alternate(args.runs, lambda _: wrk(relay_seg, seconds)[0],
-                             lambda _: wrk(nginx_seg, seconds)[0])
+                             lambda _: wrk(nginx_seg, seconds)[0],
+                             None if base_seg is None else lambda _: wrk(base_seg, seconds)[0])
             report(f"1. cached 2 MB segment, 50 clients, {seconds} s (wrk)", "req/s", r, n,
                    anchor="nginx proxy_cache", name="relay cached 2 MB segment, 50 clients",
                    target=">= 1.0x")
+            report_baseline("relay cached 2 MB segment, 50 clients", "req/s", r)
 
         if "playlist" in only:
             playlist_url = base + variants[0]
             r, n = alternate(args.runs, lambda _: wrk(playlist_url, seconds)[0],
-                             lambda _: wrk(f"http://127.0.0.1:{file_port}/index.m3u8", seconds)[0])
+                             lambda _: wrk(f"http://127.0.0.1:{file_port}/index.m3u8", seconds)[0],
+                             None if base_playlist is None
+                             else lambda _: wrk(base_playlist, seconds)[0])
             report(f"3. cached media playlist ({len(small_text.encode()) / 1024:.1f} KB as relayed, "
                    f"{len(small)} segments), 50 clients, {seconds} s", "req/s", r, n,
                    anchor="nginx serving the file", name="relay cached 16 KB media playlist",
                    target=">= 0.3x")
+            report_baseline("relay cached 16 KB media playlist", "req/s", r)
 
         if "cold" in only:
             def cold_run(port: int, path: str, needle: str, counts: list[int]) -> float:
@@ -429,9 +476,10 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
     finally:
         for proc in (front, origin_nginx):
             proc.send_signal(signal.SIGQUIT)
-        if relay is not None:
-            relay.send_signal(signal.SIGTERM)
-            relay.wait(30)
+        for proc in [relay, *others]:
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
         for proc in (front, origin_nginx):
             proc.wait(30)
         nats_server.stop()

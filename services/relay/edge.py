@@ -18,10 +18,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 from litestar import Litestar
-from prometheus_client import Counter
 from litestar.config.cors import CORSConfig
 from litestar.middleware._internal.cors import CORSMiddleware
 from litestar.types import Receive, Send
+from prometheus_client import Counter
 
 from services.relay.heads import BYTES_OUT, PLAYLIST_HEADERS, SEGMENT_HEADERS, encoded
 from services.relay.relay import Relay, Served
@@ -29,6 +29,8 @@ from services.relay.relay import Relay, Served
 #: Query parameters that make a playlist request one viewer's (LL-HLS blocking reloads).
 _BLOCKING: Final = b"_HLS_"
 _MASTER: Final = "master.m3u8"
+#: How much of a cached body is handed to the server at a time.
+SLICE: Final = 256 * 1024
 HITS = Counter("slipstream_relay_edge_hits_total",
                "Requests the relay's edge answered from the cache, without the framework", ["kind"])
 _PLAYLIST_HITS: Final = HITS.labels("playlist")
@@ -46,6 +48,7 @@ class Edge:
         self.state = app.state
         # Only its per-response header logic is used, for requests that carry an Origin.
         self._cors = CORSMiddleware(app, cors)
+        self._bytes_out: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -92,7 +95,7 @@ class Edge:
                 common = page.heads["edge"] = encoded(served.content_type, PLAYLIST_HEADERS)
             data = page.render(prefix)
             _PLAYLIST_HITS.inc()
-            BYTES_OUT.labels(stream).inc(len(data))
+            self._counter(stream).inc(len(data))
             await send({"type": "http.response.start", "status": 200,
                         "headers": [*common, (b"content-length", str(len(data)).encode())]})
             await send({"type": "http.response.body", "body": data, "more_body": False})
@@ -109,10 +112,23 @@ class Edge:
         # The CORS wrapper edits the header list it is sent: it gets a copy of the kept one.
         await send({"type": "http.response.start", "status": 200,
                     "headers": head if origin is None else list(head)})
-        counter = BYTES_OUT.labels(stream)
-        last = len(body.chunks) - 1
-        for index, chunk in enumerate(body.chunks):  # one chunk: a cached body is sealed
-            counter.inc(len(chunk))
-            await send({"type": "http.response.body", "body": chunk, "more_body": index < last})
-        if last < 0:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self._counter(stream).inc(body.size)
+        # A cached body is one bytes object (sealed); it goes out in slices that are views of
+        # it, not copies: one huge write makes the transport hold it all at once.
+        size = body.size
+        view = memoryview(body.chunks[0]) if len(body.chunks) == 1 else \
+            memoryview(b"".join(body.chunks))
+        for start in range(0, max(size, 1), SLICE):
+            # uvicorn writes any buffer; ASGI's type says bytes, which would be a copy
+            message: Any = {"type": "http.response.body", "body": view[start:start + SLICE],
+                            "more_body": start + SLICE < size}
+            await send(message)
+
+    def _counter(self, stream: str) -> Any:
+        """The bytes-out counter of ``stream``, labelled once."""
+        counter = self._bytes_out.get(stream)
+        if counter is None:
+            if len(self._bytes_out) > 4096:
+                self._bytes_out.clear()
+            counter = self._bytes_out[stream] = BYTES_OUT.labels(stream)
+        return counter
