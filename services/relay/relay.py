@@ -16,6 +16,7 @@ one join. The ``*_now`` methods answer from what is cached without waiting for a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ REFUSALS: Final = frozenset({401, 403, 410})
 #: RFC 8216 forbids in playlists (one that holds it is refused as unusable).
 SLOT: Final = "\x00"
 _SLOT_BYTES: Final = SLOT.encode()
+
+#: Signed link prefixes remembered as checked (each viewer asks every couple of seconds).
+MAX_VERIFIED: Final = 16_384
 
 #: Told (stream key, upstream status, reason) when a stream's upstream refuses the relay.
 OnRefused = Callable[[str, int, str], None]
@@ -141,6 +145,8 @@ class Relay:
         #: (stream, ref) -> (upstream URL served, its shift, where the served text ended).
         self.continuity: dict[tuple[str, str], tuple[str, Shift, Position]] = {}
         self._rebuilds: dict[str, asyncio.Task[None]] = {}
+        #: (session, stream, token) -> stream key and expiry of a link prefix checked already.
+        self._verified: dict[tuple[str, str, str], tuple[str, int]] = {}
         #: (stream, playlist URL) -> the upstream answer and the page rewritten from it.
         self._pages: dict[tuple[str, str], tuple[Fetched, Page]] = {}
         #: (stream, ref) -> page rewritten, continuity state, page served (renumbered): what a
@@ -192,11 +198,20 @@ class Relay:
         return Target(key=key, record=record, prefix=f"/s/{session}/{stream_id}/{token}")
 
     def authorise_now(self, session: str, stream_id: str, token: str) -> Target | None:
-        """:meth:`authorise` when it needs no waiting and succeeds, else ``None``."""
-        try:
-            key = self._verify(session, stream_id, token)
-        except RelayError:
-            return None
+        """:meth:`authorise` when it needs no waiting and succeeds, else ``None``. A prefix that
+        checked out is remembered until it expires: one HMAC per viewer's link, not per request."""
+        link = (session, stream_id, token)
+        known = self._verified.get(link)
+        if known is not None and known[1] >= time.time():
+            key = known[0]
+        else:
+            try:
+                key = self._verify(session, stream_id, token)
+            except RelayError:
+                return None
+            if len(self._verified) >= MAX_VERIFIED:
+                self._verified.clear()
+            self._verified[link] = (key, int(token.partition(".")[0], 36))
         record = self.records.get(key) if self.records.synced.is_set() else None
         if record is None:
             return None

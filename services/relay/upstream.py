@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import msgspec
@@ -153,6 +153,7 @@ class Upstream:
         self._segments: OrderedDict[str, tuple[float, Body]] = OrderedDict()
         self._segment_bytes = 0
         self._segment_flights: dict[str, tuple[Body, asyncio.Task[None]]] = {}
+        self._hit_counters: dict[str, tuple[Any, Any]] = {}
 
     async def playlist(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
                        ttl: float, *, deadline: float | None = None, stream: str = "") -> Fetched:
@@ -217,7 +218,17 @@ class Upstream:
     def hit_segment(self, url: str, stream: str) -> None:
         """A viewer is served ``url`` from the cache: it is used most recently, and counted."""
         self._segments.move_to_end(url)
-        CACHE.labels("segment", "hit", stream).inc()
+        self._hits(stream)[1].inc()
+
+    def _hits(self, stream: str) -> tuple[Any, Any]:
+        """The playlist and segment cache-hit counters of ``stream`` (labelled once)."""
+        counters = self._hit_counters.get(stream)
+        if counters is None:
+            if len(self._hit_counters) > 4096:
+                self._hit_counters.clear()
+            counters = self._hit_counters[stream] = (CACHE.labels("playlist", "hit", stream),
+                                                     CACHE.labels("segment", "hit", stream))
+        return counters
 
     def cached_playlist(self, url: str) -> Fetched | None:
         """The playlist at ``url`` if the cache holds a fresh one (no side effects)."""
@@ -228,7 +239,7 @@ class Upstream:
 
     def hit_playlist(self, stream: str) -> None:
         """A viewer is served a cached playlist: counted."""
-        CACHE.labels("playlist", "hit", stream).inc()
+        self._hits(stream)[0].inc()
 
     def segment(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
                 stream: str = "", *, clean: bool = False) -> Body:
