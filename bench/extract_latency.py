@@ -37,6 +37,7 @@ from pathlib import Path
 import httpx
 import nats
 
+from bench.report import record
 from services.demo.app import create_app
 from services.demo.gallery import PATTERNS
 from shared import subjects, topology
@@ -130,9 +131,10 @@ async def one_run(url: str, table: str, wanted: list[str], run: int) -> dict[str
 
 
 def report(title: str, rows: dict[str, str], results: dict[str, list[tuple[float, str]]],
-           runs: int) -> None:
+           runs: int, figure: str) -> None:
     """One line per source: median, min and max seconds, runs that made it, and which
-    extractor found the stream (``found by``: more than one name if runs differed)."""
+    extractor found the stream (``found by``: more than one name if runs differed); each
+    median also goes to test-artifacts/bench.json as ``figure`` with the source's label."""
     print(title)
     width = max(len(label) for label in rows.values()) + 1
     print(f"{'':<{width}} {'median':>8} {'min':>8} {'max':>8}  ok   found by")
@@ -142,6 +144,9 @@ def report(title: str, rows: dict[str, str], results: dict[str, list[tuple[float
         if times:
             print(f"{label:<{width}} {statistics.median(times):>7.3f}s {min(times):>7.3f}s "
                   f"{max(times):>7.3f}s  {len(times)}/{runs}  {found_by}")
+            record(figure.format(label=label), round(statistics.median(times), 3), "s",
+                   spread=f"{min(times):.3f}-{max(times):.3f}",
+                   note=f"cold, median of {len(times)}/{runs} runs; found by {found_by}")
         else:
             print(f"{label:<{width}} {'-':>8} {'-':>8} {'-':>8}  0/{runs}")
 
@@ -216,7 +221,8 @@ def main() -> int:
             results = measure(tmp, url, demo, "extractors", list(SOURCES), runs=args.runs)
             report(f"upcoming event -> first stream in the KV, {args.runs} cold runs after "
                    "one warm-up, the four concurrently",
-                   {sid: ext for sid, (_, ext) in SOURCES.items()}, results, args.runs)
+                   {sid: ext for sid, (_, ext) in SOURCES.items()}, results, args.runs,
+                   "extraction {label}: upcoming to first stream")
             print()
         if "gallery" in tables:
             pages = [sid for sid, pat in GALLERY.items()
@@ -227,7 +233,7 @@ def main() -> int:
             report(f"upcoming event -> healthy stream (extractor auto), per gallery page, one "
                    f"page at a time, {args.runs} cold runs after one warm-up",
                    {sid: GALLERY[sid].id for sid in pages},
-                   results, args.runs)
+                   results, args.runs, "gallery {label}: upcoming to healthy stream")
             print()
     finally:
         nats_server.stop()
