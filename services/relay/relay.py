@@ -18,6 +18,7 @@ from typing import Final, NamedTuple
 
 import httpx
 
+from services.relay.clock import stamp
 from services.relay.continuity import Position, Shift, apply, end_of, switch
 from services.relay.rewrite import Kind, Mint, PlaylistError, rewrite
 from services.relay.sniff import (
@@ -191,7 +192,8 @@ class Relay:
         except PlaylistError as exc:
             self.upstream.forget(url)
             raise RelayError(502, f"upstream sent an unusable playlist: {exc}") from exc
-        return Served(content_type=PLAYLIST_TYPE, text=text)
+        # Wall-clock time for every viewer alike (services.relay.clock), in upstream numbering.
+        return Served(content_type=PLAYLIST_TYPE, text=stamp(text, record.clock))
 
     async def master(self, target: Target) -> Served:
         """The master playlist; remembers which playlist ref holds which slot of it."""
