@@ -175,7 +175,7 @@ def update(previous: StreamClock | None, sighting: Sighting) -> StreamClock:
                                             measured_at=fresh.measured_at)
     # The origin's own time dates its segments; stamped time is the anchor's.
     end = (start if source is TimeSource.ORIGIN else predicted_start(clock, n)) + duration
-    return msgspec.structs.replace(clock, delay=round(sighting.at - end, 3))
+    return msgspec.structs.replace(clock, delay=round(sighting.at - end, 3) + 0.0)  # never -0.0
 
 
 def settled(old: StreamClock | None, new: StreamClock | None) -> StreamClock | None:
