@@ -206,7 +206,7 @@ def test_sync_holds_a_multi_view_of_the_feeds_within_half_a_second(
           sync_seeks, "spread after 10 s:", after_10, "after 60 s:", after_60, "behind:", behind_60)
     assert sum(sync_seeks) <= len(sync_seeks), sync_seeks
     rates = page.eval_on_selector_all("video", "els => els.map(v => v.playbackRate)")
-    assert all(0.89 <= r <= 1.11 for r in rates), rates
+    assert all(0.84 <= r <= 1.16 for r in rates), rates
     # the whole view plays the newest moment all can show: about the slowest feed's delay
     assert 12 < min(behind_60) < 30, behind_60
 

@@ -9,15 +9,17 @@
 // A feed's offset (seconds) holds it back (+) or brings it forward (-) against the others:
 // at view time T the player of feed i shows T - offset_i.
 
-/** Beyond this many seconds off, a player is moved by seeking; below, by its playback rate. */
-export const SEEK_ABOVE = 2;
+/** Beyond this many seconds off (after a stall), a player is moved by seeking; below, by its
+ * playback rate. */
+export const SEEK_ABOVE = 1;
 /** Closer than this many seconds counts as in step: rate 1. */
 export const DEADBAND = 0.04;
 /** The playback rate stays within 1 ± this. */
-export const MAX_NUDGE = 0.1;
+export const MAX_NUDGE = 0.15;
 /** Rate change per second of error: an error decays with a time constant of 1 / GAIN s. */
-export const GAIN = 0.5;
-/** Seconds ahead of the target a seek lands, for the time the player takes to load there. */
+export const GAIN = 0.8;
+/** Seconds ahead of the target a seek outside the buffer lands, for the time the player takes
+ * to load there (within the buffer it lands on the target). */
 export const SEEK_LEAD = 0.3;
 export const LAYOUTS = ["grid", "focus"];
 /** The "delay from live" choices offered (seconds behind live; 0: as live as all can). */
@@ -51,12 +53,13 @@ export function viewTarget(clocks, offsets, delay, now) {
 
 /**
  * How to correct a player that is `error` seconds ahead (+) or behind (-) of where it should
- * be: a seek by -error when far off, else a playback rate nudging it back.
+ * be: a seek by -error when far off, else a playback rate nudging it back. `buffered`: whether
+ * the player has the media it would seek to.
  * @returns {{seek: number|null, rate: number}}
  */
-export function correction(error) {
+export function correction(error, buffered = false) {
   if (!Number.isFinite(error)) return { seek: null, rate: 1 };
-  if (Math.abs(error) > SEEK_ABOVE) return { seek: -error + SEEK_LEAD, rate: 1 };
+  if (Math.abs(error) > SEEK_ABOVE) return { seek: -error + (buffered ? 0 : SEEK_LEAD), rate: 1 };
   if (Math.abs(error) <= DEADBAND) return { seek: null, rate: 1 };
   const nudge = Math.max(-MAX_NUDGE, Math.min(MAX_NUDGE, -GAIN * error));
   return { seek: null, rate: Math.round((1 + nudge) * 1000) / 1000 };

@@ -43,16 +43,19 @@ test("small errors nudge the rate back, within bounds; large ones seek", () => {
   assert.ok(ahead.rate < 1 && ahead.rate >= 1 - MAX_NUDGE);
   const behind = correction(-0.1);
   assert.ok(behind.rate > 1 && behind.rate <= 1 + MAX_NUDGE);
-  assert.equal(correction(-1.5).rate, 1 + MAX_NUDGE);
-  assert.equal(correction(1.5).rate, 1 - MAX_NUDGE);
+  assert.equal(correction(-0.9).rate, 1 + MAX_NUDGE);
+  assert.equal(correction(0.9).rate, 1 - MAX_NUDGE);
   assert.deepEqual(correction(SEEK_ABOVE + 1), { seek: -(SEEK_ABOVE + 1) + SEEK_LEAD, rate: 1 });
+  assert.deepEqual(correction(-(SEEK_ABOVE + 1), true), { seek: SEEK_ABOVE + 1, rate: 1 });
   assert.deepEqual(correction(NaN), { seek: null, rate: 1 });
 });
 
-test("nudging converges: a player 0.4 s ahead is in step within ten seconds", () => {
-  let error = 0.4;
-  for (let t = 0; t < 10; t += 0.2) error += (correction(error).rate - 1) * 0.2;
-  assert.ok(Math.abs(error) <= DEADBAND, `error ${error}`);
+test("nudging converges: a player just under a seek off is in step within ten seconds", () => {
+  for (const start of [SEEK_ABOVE - 0.01, -(SEEK_ABOVE - 0.01), 0.3]) {
+    let error = start;
+    for (let t = 0; t < 10; t += 0.2) error += (correction(error).rate - 1) * 0.2;
+    assert.ok(Math.abs(error) <= DEADBAND, `from ${start}: error ${error}`);
+  }
 });
 
 test("errors and spread count offsets", () => {

@@ -8,6 +8,15 @@ const TICK_MS = 200;
 /** Give up waiting for every player to be ready at its new position after this long. */
 const ALIGN_TIMEOUT_MS = 10_000;
 
+/** Whether `video` has the media at `time` (s) buffered. */
+function buffered(video, time) {
+  const ranges = video.buffered;
+  for (let i = 0; i < ranges.length; i += 1) {
+    if (ranges.start(i) <= time && time < ranges.end(i) - 0.5) return true;
+  }
+  return false;
+}
+
 /** A player's clock snapshot (ms since the epoch), from hls.js and its <video>. */
 export function clockOf(id, hls, video) {
   const empty = { id, position: null, newest: null, oldest: null };
@@ -83,7 +92,8 @@ export function createSync(onstate = () => {}) {
     for (const clock of clocks()) {
       const { video } = players.get(clock.id);
       if (video.seeking || video.readyState < 3) continue; // loading: catches up by rate after
-      const fix = correction(errorOf(clock.position, moment, options.offsets[clock.id]));
+      const error = errorOf(clock.position, moment, options.offsets[clock.id]);
+      const fix = correction(error, buffered(video, video.currentTime - error));
       if (fix.seek != null) {
         video.currentTime += fix.seek;
         video.syncSeeks = (video.syncSeeks ?? 0) + 1; // how often holding took a seek (tests read it)
