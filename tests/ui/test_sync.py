@@ -186,25 +186,31 @@ def test_sync_holds_a_multi_view_of_the_feeds_within_half_a_second(
                            " && v.currentTime > 1)", timeout=60_000)
     before, behind = spread(page)
     assert before > 8, behind  # each plays on its own: 6 and 12 s apart
+    for quality in page.locator("[data-player] select").all():  # lighter on two busy cores
+        quality.select_option(label="180p")
 
     page.get_by_role("button", name="Sync").dispatch_event("click")
     synced_at = time.monotonic()
-    expect(page.locator("[data-sync=holding]")).to_be_visible(timeout=10_000)
+    expect(page.locator("[data-sync=holding]")).to_be_visible(timeout=20_000)
     page.evaluate(COUNT_SEEKS)
     time.sleep(max(0.0, synced_at + 10 - time.monotonic()))
     after_10, behind_10 = spread(page)
     assert after_10 <= 0.5, (after_10, behind_10)
     assert re.search(r"[?&]sync=1", page.url)
     shot(page, "sync-multiview")
+    seeks = "els => els.map(v => v.syncSeeks ?? 0)"
+    seeks_10 = page.eval_on_selector_all("video", seeks)
     time.sleep(max(0.0, synced_at + 60 - time.monotonic()))
     after_60, behind_60 = spread(page)
     assert after_60 <= 0.5, (after_60, behind_60)
-    # Held by rate, not by seeking: the sync seeks (beyond 2 s off) at most once per player
-    # after a stall on these two cores; hls.js's own small nudges over stalls are not the sync's.
-    sync_seeks = page.eval_on_selector_all("video", "els => els.map(v => v.syncSeeks ?? 0)")
-    print("seeks after alignment:", page.evaluate("window.__seeks"), "of them by the sync:",
-          sync_seeks, "spread after 10 s:", after_10, "after 60 s:", after_60, "behind:", behind_60)
-    assert sum(sync_seeks) <= len(sync_seeks), sync_seeks
+    # Held by rate, not by seeking: from 10 to 60 s the sync seeks (beyond 1 s off) at most
+    # once per player, after a stall on these two busy cores (hls.js's own small nudges over
+    # stalls are not the sync's and are only reported).
+    seeks_60 = page.eval_on_selector_all("video", seeks)
+    print("seeks after alignment:", page.evaluate("window.__seeks"), "by the sync at 10 s:",
+          seeks_10, "at 60 s:", seeks_60, "spread after 10 s:", after_10, "after 60 s:",
+          after_60, "behind:", behind_60)
+    assert sum(seeks_60) - sum(seeks_10) <= len(seeks_60), (seeks_10, seeks_60)
     rates = page.eval_on_selector_all("video", "els => els.map(v => v.playbackRate)")
     assert all(0.84 <= r <= 1.16 for r in rates), rates
     # the whole view plays the newest moment all can show: about the slowest feed's delay

@@ -65,6 +65,23 @@ export function correction(error, buffered = false) {
   return { seek: null, rate: Math.round((1 + nudge) * 1000) / 1000 };
 }
 
+/** When the players' median error passes this many seconds, the view's moment moves to them. */
+export const SLIP_ABOVE = 0.5;
+
+/**
+ * How far (seconds) the view's moment should move to follow its players: their median error
+ * when it is beyond SLIP_ABOVE (all of them stalled together, as on a machine too busy to play
+ * in real time: chasing a moment none can keep up with would make every one seek), else 0. One
+ * player off alone leaves the median be: it is corrected toward the others.
+ */
+export function slip(errors) {
+  const known = errors.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!known.length) return 0;
+  const middle = known.length % 2 ? known[(known.length - 1) / 2]
+    : (known[known.length / 2 - 1] + known[known.length / 2]) / 2;
+  return Math.abs(middle) > SLIP_ABOVE ? middle : 0;
+}
+
 /** How far (seconds) a player showing `position` is from the view's moment `target`. */
 export function errorOf(position, target, offset = 0) {
   if (position == null || target == null) return NaN;

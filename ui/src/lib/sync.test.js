@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
   DEADBAND, MAX_NUDGE, SEEK_ABOVE, SEEK_LEAD, correction, errorOf, formatOffsets, newestCommon,
-  optionParams, parseOffsets, parseOptions, placements, spread, viewTarget,
+  optionParams, parseOffsets, parseOptions, placements, slip, spread, viewTarget,
 } from "./sync.js";
 
 const NOW = Date.parse("2026-05-24T13:00:00Z");
@@ -87,4 +87,13 @@ test("focus puts one player large on the left and stacks the others on the right
   assert.equal(four[2], "grid-column: 1; grid-row: 1 / span 3;");
   assert.deepEqual([four[0], four[1], four[3]], ["grid-column: 2; grid-row: 1;", "grid-column: 2; grid-row: 2;", "grid-column: 2; grid-row: 3;"]);
   assert.deepEqual(placements(1, "focus"), [""]);
+});
+
+test("the view's moment follows its players when all of them fall behind, not when one does", () => {
+  assert.equal(slip([-1.2, -1.0, -1.4]), -1.2); // all stalled together: move the moment
+  assert.equal(slip([-3, 0.01, -0.02]), 0); // one stalled: it catches up with the others
+  assert.equal(slip([-0.9, -0.7]), -0.8);
+  assert.equal(slip([0.2, -0.3]), 0);
+  assert.equal(slip([NaN]), 0);
+  assert.equal(slip([]), 0);
 });

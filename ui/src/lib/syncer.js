@@ -2,7 +2,7 @@
 // Sync (seek each to the view's moment, wait until all can play there, start them together),
 // then holds them in step by nudging playback rates (lib/sync.js decides by how much).
 
-import { correction, errorOf, spread, viewTarget } from "./sync.js";
+import { correction, errorOf, slip, spread, viewTarget } from "./sync.js";
 
 const TICK_MS = 200;
 /** Give up waiting for every player to be ready at its new position after this long. */
@@ -31,12 +31,14 @@ export function clockOf(id, hls, video) {
   }
   const edge = last.programDateTime + last.duration * 1000;
   const sync = Number.isFinite(hls.liveSyncPosition) ? hls.liveSyncPosition : details.edge - 3 * details.targetduration;
-  return {
-    id,
-    position,
-    newest: edge - Math.max(0, details.edge - sync) * 1000,
-    oldest: first.programDateTime ?? null,
-  };
+  // The oldest moment is also bounded by what the <video> can seek to (its timeline may start
+  // later than the playlist's window, after a restart of the player): a second of margin.
+  let oldest = first.programDateTime ?? null;
+  if (position != null && video.seekable.length) {
+    const seekable = position + (video.seekable.start(0) + 1 - video.currentTime) * 1000;
+    oldest = oldest == null ? seekable : Math.max(oldest, seekable);
+  }
+  return { id, position, newest: edge - Math.max(0, details.edge - sync) * 1000, oldest };
 }
 
 /**
@@ -88,15 +90,22 @@ export function createSync(onstate = () => {}) {
   }
 
   function hold() {
-    const moment = now();
-    for (const clock of clocks()) {
+    const snapshot = clocks();
+    const errorsOf = (moment) => snapshot.map((c) => errorOf(c.position, moment, options.offsets[c.id]));
+    // All behind (or ahead) together: the view's moment follows them instead of every one seeking.
+    const moved = slip(errorsOf(now()));
+    if (moved) since -= moved * 1000;
+    const errors = errorsOf(now());
+    for (const [index, clock] of snapshot.entries()) {
       const { video } = players.get(clock.id);
       if (video.seeking || video.readyState < 3) continue; // loading: catches up by rate after
-      const error = errorOf(clock.position, moment, options.offsets[clock.id]);
+      const error = errors[index];
       const fix = correction(error, buffered(video, video.currentTime - error));
       if (fix.seek != null) {
         video.currentTime += fix.seek;
-        video.syncSeeks = (video.syncSeeks ?? 0) + 1; // how often holding took a seek (tests read it)
+        // how often holding took a seek, and why (tests read it)
+        video.syncSeeks = (video.syncSeeks ?? 0) + 1;
+        video.syncLog = [...(video.syncLog ?? []).slice(-9), { at: Date.now(), error, rate: video.playbackRate, frag: clock.position }];
       }
       if (video.playbackRate !== fix.rate) video.playbackRate = fix.rate;
       if (video.paused) video.play().catch(() => {});
