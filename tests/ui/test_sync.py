@@ -237,7 +237,7 @@ def test_sync_holds_a_multi_view_of_the_feeds_within_half_a_second(
     expect(page).to_have_url(re.compile(r"offset=demo-onboard:0\.5"))
     # onboard reaches half a second earlier than world (by rate: a few seconds)
     held_back = (f"(() => {{ const at = {POSITIONS};"
-                 " return Math.abs((at[1] - at[0]) / 1000 - 0.5) < 0.25; }})()")
+                 " return Math.abs((at[1] - at[0]) / 1000 - 0.5) < 0.25; })()")
     page.wait_for_function(held_back, timeout=20_000)
     shot(page, "sync-focus")
     page.close()
