@@ -217,6 +217,10 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     #: Also serve the gallery of hard pages under ``/g/`` (one page per pattern real embed
     #: sites use); off by default so the demo stays quick.
     gallery: bool = False
+    #: Also offer the demo's delayed feeds as sources (the same content 0, 6 and 12 s behind
+    #: live, one without program date-times: ``/pages/feed/...``) to watch in step; off by
+    #: default so the demo stays quick.
+    feeds: bool = False
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -63,6 +63,52 @@ class Quality(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.height}p" if self.height else f"{self.bandwidth // 1000} kb/s"
 
 
+class TimeSource(enum.StrEnum):
+    """Where a stream's wall-clock time comes from."""
+
+    #: The upstream's own ``EXT-X-PROGRAM-DATE-TIME``, kept as it is.
+    ORIGIN = "origin"
+    #: Stamped by Slipstream from when each segment first appeared upstream.
+    STAMPED = "stamped"
+
+
+class StreamClock(msgspec.Struct, frozen=True, kw_only=True):
+    """How a stream's segments map onto wall-clock time, and how far behind live it runs.
+
+    The anchor (``sequence``, ``start``, ``period``) is shared data: every relay replica stamps
+    segment ``n`` of a playlist without a program date-time as ``start + (n - sequence) *
+    period`` (in whole milliseconds), so replicas agree by construction and a segment keeps its
+    time across refreshes. The extractor keeps the anchor while its sightings agree with it, so
+    it also survives re-resolves to the same upstream numbering. Sequence numbers are those of
+    the record's upstream media playlists (its first variant's)."""
+
+    source: TimeSource
+    #: Media sequence number of the anchor segment.
+    sequence: int
+    #: Wall-clock start of the anchor segment.
+    start: UtcDateTime
+    #: Seconds each later segment starts after the one before (the window's mean duration).
+    period: Annotated[float, msgspec.Meta(gt=0)]
+    #: The playlist's ``EXT-X-TARGETDURATION``.
+    target_duration: float = 0.0
+    #: Live-edge delay in seconds: when the newest segment was first seen, minus its
+    #: wall-clock end. About 0 for stamped time, by construction.
+    delay: float = 0.0
+    #: When ``delay`` was measured.
+    measured_at: UtcDateTime
+
+
+class ClockView(msgspec.Struct, frozen=True, kw_only=True):
+    """The public part of a stream's clock: its latency and where its time comes from."""
+
+    #: Live-edge delay in seconds (now minus the wall-clock end of the newest segment, when
+    #: that segment appeared).
+    delay: float
+    target_duration: float
+    time_source: TimeSource
+    measured_at: UtcDateTime
+
+
 class StreamRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A resolved stream as stored in the KV bucket ``streams`` (private to the back end)."""
 
@@ -85,6 +131,8 @@ class StreamRecord(msgspec.Struct, frozen=True, kw_only=True):
     public_segments: bool = False
     #: Consecutive failed probes or resolutions (0 when healthy).
     failures: int = 0
+    #: Wall-clock time and latency, measured by the extractor (``None`` until measured).
+    clock: StreamClock | None = None
 
 
 class StreamView(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,6 +148,8 @@ class StreamView(msgspec.Struct, frozen=True, kw_only=True):
     playback_url: str
     updated_at: UtcDateTime
     revision: int = 0
+    #: Latency and time source (``None`` until measured).
+    clock: ClockView | None = None
 
 
 #: The public health detail when the private one says nothing a rule below recognises.
@@ -210,4 +260,7 @@ def public_view(record: StreamRecord, *, playback_url: str, revision: int = 0) -
         playback_url=playback_url,
         updated_at=record.resolved_at,
         revision=revision,
+        clock=None if record.clock is None else ClockView(
+            delay=record.clock.delay, target_duration=record.clock.target_duration,
+            time_source=record.clock.source, measured_at=record.clock.measured_at),
     )

@@ -21,6 +21,7 @@ from litestar.response import File
 from litestar.types import ControllerRouterHandler
 
 from services.demo import live, pages
+from services.demo.feeds import FEED_WINDOW, FEEDS, Feed
 from services.demo.gallery.routes import Gallery
 from services.demo.gallery.routes import router as gallery_router
 from services.demo.live import Rendition
@@ -93,6 +94,47 @@ def _file(origin: Origin, rendition: str, name: str) -> Response[str] | File:
     if name == "index.m3u8":
         return _media(origin, rendition)
     return _segment(origin, rendition, name)
+
+
+def _feed(name: str) -> Feed:
+    found = FEEDS.get(name)
+    if found is None:
+        raise NotFoundException(f"no feed {name!r}")
+    return found
+
+
+def _feed_file(origin: Origin, feed: Feed, rendition: str, name: str) -> Response[str] | File:
+    """A file of a delayed feed: the live stream's as it was ``feed.delay`` seconds ago."""
+    at = feed.time(origin.now())
+    if name == "index.m3u8":
+        text = live.media_playlist(origin.rendition(rendition), at, FEED_WINDOW, dates=feed.dates)
+        return Response(text, media_type=PLAYLIST, headers=NO_STORE)
+    seq_text, _, ext = name.partition(".")
+    path = (live.segment_file(origin.rendition(rendition), int(seq_text), at, FEED_WINDOW)
+            if ext == "ts" and seq_text.isdigit() else None)
+    if path is None:
+        raise NotFoundException(f"no such file {name!r}")
+    return File(path, media_type="video/mp2t", headers={"Cache-Control": "max-age=60"},
+                content_disposition_type="inline")
+
+
+# Delayed feeds of the same content (services.demo.feeds).
+@get("/feeds/{feed:str}/master.m3u8", sync_to_thread=False)
+def feed_master(request: Request[object, object, State], feed: FromPath[str]) -> Response[str]:
+    _feed(feed)
+    return _master(_origin(request))
+
+
+@get("/feeds/{feed:str}/{rendition:str}/{name:str}", sync_to_thread=False)
+def feed_file(request: Request[object, object, State], feed: FromPath[str],
+              rendition: FromPath[str], name: FromPath[str]) -> Response[str] | File:
+    return _feed_file(_origin(request), _feed(feed), rendition, name)
+
+
+@get("/pages/feed/{feed:str}", media_type=MediaType.HTML, sync_to_thread=False)
+def feed_page(feed: FromPath[str]) -> str:
+    found = _feed(feed)
+    return pages.feed(found.name, found.title)
 
 
 # Open stream.
@@ -198,7 +240,8 @@ def create_app(*, renditions: list[Rendition] | None = None,
     state: dict[str, object] = {"origin": origin}
     handlers: list[ControllerRouterHandler] = [
         live_master, live_file, token_master, token_file, secure_master, secure_file, index_page,
-        plain_page, scripted_page, embedded_page, keyed_page, embed_player, healthz]
+        plain_page, scripted_page, embedded_page, keyed_page, embed_player, healthz, feed_master,
+        feed_file, feed_page]
     if gallery:
         state["gallery"] = Gallery(list(origin.renditions.values()), origin.now, gallery_secret)
         handlers.append(gallery_router())

@@ -66,8 +66,10 @@ def live_edge(now: datetime, segment_seconds: float) -> int:
     return math.floor((now - EPOCH).total_seconds() / segment_seconds) - 1
 
 
-def media_playlist(r: Rendition, now: datetime, window: int = WINDOW) -> str:
-    """The live media playlist of one rendition at ``now``: the last ``window`` segments."""
+def media_playlist(r: Rendition, now: datetime, window: int = WINDOW, *,
+                   dates: bool = True) -> str:
+    """The live media playlist of one rendition at ``now``: the last ``window`` segments;
+    ``dates=False`` leaves out ``EXT-X-PROGRAM-DATE-TIME`` (as many real origins do)."""
     last = live_edge(now, r.segment_seconds)
     first = max(0, last - window + 1)
     target = math.ceil(r.segment_seconds)
@@ -81,7 +83,7 @@ def media_playlist(r: Rendition, now: datetime, window: int = WINDOW) -> str:
     for seq in range(first, last + 1):
         if seq != first and seq % r.segments == 0:
             lines.append("#EXT-X-DISCONTINUITY")
-        if seq == first or seq % r.segments == 0:
+        if dates and (seq == first or seq % r.segments == 0):
             start = EPOCH + timedelta(seconds=seq * r.segment_seconds)
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{start.isoformat(timespec='milliseconds')}")
         lines.append(f"#EXTINF:{r.segment_seconds:.3f},")
@@ -89,10 +91,10 @@ def media_playlist(r: Rendition, now: datetime, window: int = WINDOW) -> str:
     return "\n".join(lines) + "\n"
 
 
-def segment_file(r: Rendition, seq: int, now: datetime) -> Path | None:
+def segment_file(r: Rendition, seq: int, now: datetime, window: int = WINDOW) -> Path | None:
     """The file behind segment ``seq``, or ``None`` if it is not (or no longer) published."""
     last = live_edge(now, r.segment_seconds)
     # Keep serving segments a little after they leave the window: players may still ask.
-    if seq < 0 or seq > last or seq < last - 3 * WINDOW:
+    if seq < 0 or seq > last or seq < last - 3 * window:
         return None
     return r.folder / f"{seq % r.segments}.ts"

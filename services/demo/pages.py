@@ -31,7 +31,10 @@ def index(*, gallery: bool = False) -> str:
         "<li><a href=/live/master.m3u8>/live/master.m3u8</a>: the public live stream</li>"
         "<li><a href=/pages/plain>/pages/plain</a>: playlist in a &lt;video&gt; tag</li>"
         "<li><a href=/pages/scripted>/pages/scripted</a>: URL built by JavaScript</li>"
-        "<li><a href=/pages/embedded>/pages/embedded</a>: iframe, Referer and cookie</li></ul>"
+        "<li><a href=/pages/embedded>/pages/embedded</a>: iframe, Referer and cookie</li>"
+        "<li><a href=/pages/feed/onboard>/pages/feed/onboard</a>, "
+        "<a href=/pages/feed/world>world</a>, <a href=/pages/feed/data>data</a>: the same "
+        "content 0, 6 and 12 s behind (the first without program date-times)</li></ul>"
     ) + more)
 
 
@@ -83,4 +86,13 @@ def embed_player() -> str:
     return _page("Embedded player", (
         "<video controls muted playsinline width=640>"
         "<source src='/secure/master.m3u8' type='application/x-mpegURL'></video>"
+    ))
+
+
+def feed(name: str, title: str) -> str:
+    """A delayed feed of the demo content, in a ``<video><source>`` tag like ``plain``."""
+    return _page(f"Demo feed: {title}", (
+        "<video controls muted playsinline width=640>"
+        f"<source src='/feeds/{html.escape(name)}/master.m3u8' type='application/x-mpegURL'>"
+        "</video>"
     ))

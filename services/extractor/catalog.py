@@ -1,6 +1,7 @@
 """The sources the extractor knows: the operator's ``[[sources]]`` plus, under ``slipstream up``
-with the demo, the demo origin's three pages (what seeds the ``sources`` bucket). Which of them
-serve a given session, and what a change to one in the bucket asks the extractors to do. Pure.
+with the demo, the demo origin's three pages (and its delayed feeds with ``demo.feeds``), what
+seeds the ``sources`` bucket. Which of them serve a given session, and what a change to one in
+the bucket asks the extractors to do. Pure.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ DEMO_PAGES = (
     ("demo-embedded", "Demo: embedded player", "/pages/embedded", 20),
     ("demo-scripted", "Demo: scripted page", "/pages/scripted", 10),
 )
+#: The delayed feeds (``services.demo.feeds``), with ``demo.feeds`` on.
+DEMO_FEEDS = (
+    ("demo-onboard", "Demo feed: onboard (no clock)", "/pages/feed/onboard", 5),
+    ("demo-world", "Demo feed: world (6 s behind)", "/pages/feed/world", 4),
+    ("demo-data", "Demo feed: data (12 s behind)", "/pages/feed/data", 3),
+)
 
 
 def sources(settings: Settings) -> dict[str, SourceSettings]:
@@ -24,7 +31,8 @@ def sources(settings: Settings) -> dict[str, SourceSettings]:
     found: dict[str, SourceSettings] = {}
     if settings.extractor.demo_sources:
         base = settings.extractor.demo_url.rstrip("/")
-        for source_id, name, path, priority in DEMO_PAGES:
+        pages = DEMO_PAGES + (DEMO_FEEDS if settings.demo.feeds else ())
+        for source_id, name, path, priority in pages:
             found[source_id] = SourceSettings(id=source_id, name=name, url=base + path,
                                               priority=priority, refresh=300.0)
     found.update({s.id: s for s in settings.sources})

@@ -16,6 +16,7 @@ the refusal queue one job between them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -28,7 +29,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from services.extractor import catalog, worker
-from services.extractor.probe import ProbeError, ProbeResult, probe
+from services.extractor import clock as timing
+from services.extractor.probe import MAX_PLAYLIST, ProbeError, ProbeResult, probe
 from services.extractor.registry import Context
 from services.extractor.resolve import (
     Attempt,
@@ -46,6 +48,7 @@ from shared import logs, sources, subjects
 from shared.cache import LimitTimeoutError, SharedState
 from shared.codec import PayloadError, decode, encode
 from shared.control import ReresolveOutcome, ReresolveReply
+from shared.fetch import FetchError, fetch
 from shared.jobs import ExtractJob
 from shared.kv import keys as kv_keys
 from shared.sessions import Phase, Session, SessionEvent, phase_of
@@ -58,6 +61,8 @@ log = logs.get(__name__)
 
 STARTS = frozenset({Phase.UPCOMING, Phase.LIVE})
 STOPS = frozenset({Phase.ENDED, Phase.CANCELLED, Phase.RESCHEDULED})
+#: Seconds from a new stream's first record to the run that measures its clock.
+FIRST_CLOCK_AFTER: Final = 1.0
 #: Re-resolve requests for one stream within this many seconds queue one job.
 RERESOLVE_WINDOW: Final = 10
 
@@ -273,6 +278,8 @@ class Jobs:
                                             probe_interval=interval)
         else:
             decision = worker.after_success(fresh, now, interval)
+            if record is None and fresh.clock is None:
+                decision = dataclasses.replace(decision, next_run=FIRST_CLOCK_AFTER)
         if self.current(job.source_id, job.generation) != source:
             # The source changed while this run worked: what it found is for the old one.
             log.info("source changed during the run; result dropped", key=key)
@@ -319,6 +326,7 @@ class Jobs:
         if self.catalog.get(source.id) != source:
             log.info("source changed during the re-resolve; result dropped", key=key)
             return Decision(stop=True)
+        fresh = await self._timed(fresh, record, self.context(source))
         if _changed(record, fresh):
             try:
                 if revision is None:
@@ -398,6 +406,31 @@ class Jobs:
                             error=str(exc) or type(exc).__name__)
             return
 
+    async def _timed(self, fresh: StreamRecord, old: StreamRecord | None,
+                     ctx: Context) -> StreamRecord:
+        """``fresh`` with its clock measured (:mod:`services.extractor.clock`): a sighting of
+        its newest segment updates the clock it had; without one, the clock it had stays (when
+        its upstream is the same: an anchor is in its upstream's numbering)."""
+        kept = old.clock if old is not None and old.upstream_url == fresh.upstream_url else None
+        if fresh.health is Health.DEAD:
+            return msgspec.structs.replace(fresh, clock=kept)
+        url = fresh.variants[0].uri if fresh.variants else fresh.upstream_url
+
+        async def load() -> str:
+            got = await fetch(ctx.client, url, policy=ctx.policy, headers=fresh.headers,
+                              cookies=fresh.cookies, max_bytes=MAX_PLAYLIST,
+                              deadline=ctx.deadline)
+            return got.body.decode("utf-8", errors="replace")
+
+        try:
+            sighting = await timing.watch_edge(load, limit=min(ctx.deadline, 30.0))
+        except (timing.ClockError, FetchError, ValueError) as exc:
+            log.info("no clock sighting", stream=fresh.id, session=fresh.session,
+                     reason=str(exc)[:200])
+            return msgspec.structs.replace(fresh, clock=kept)
+        return msgspec.structs.replace(fresh, clock=timing.update(
+            old.clock if old is not None else None, sighting))
+
     async def _refresh(self, record: StreamRecord | None, source: SourceSettings, session: Session,
                        key: str, now: datetime) -> StreamRecord:
         ctx = self.context(source)
@@ -405,7 +438,12 @@ class Jobs:
             resolution = await self._resolve(source, page_url(source, session), ctx,
                                              fresh=record is not None and record.failures > 0)
             self.last_probe[key] = resolution.probe
-            return to_record(resolution, source=source, session=session, now=now)
+            fresh = to_record(resolution, source=source, session=session, now=now)
+            if record is None:
+                # A new stream is published at once; its clock (which watches the live edge
+                # for up to 1.5 target durations) is measured by the next run, a second later.
+                return fresh
+            return await self._timed(fresh, record, ctx)
         if record is None:  # unreachable: needs_resolve() is True without a record
             raise ResolveError([])
         result = await probe(ctx.client, ctx.policy, record.upstream_url, headers=record.headers,
@@ -414,13 +452,16 @@ class Jobs:
         self.last_probe[key] = result
         if result.health is Health.DEAD:
             raise ProbeError(result.detail)
-        return msgspec.structs.replace(record, health=result.health, health_detail=result.detail,
-                                       variants=result.variants or record.variants, failures=0,
-                                       latency_ms=result.latency_ms)
+        return await self._timed(msgspec.structs.replace(
+            record, health=result.health, health_detail=result.detail,
+            variants=result.variants or record.variants, failures=0,
+            latency_ms=result.latency_ms), record, ctx)
 
 
 def _changed(old: StreamRecord | None, new: StreamRecord) -> bool:
-    """Whether a write is worth a KV revision (latency alone changes every probe: it is not)."""
+    """Whether a write is worth a KV revision (latency alone changes every probe: it is not;
+    the clock only when its anchor moved or its delay by :data:`timing.DELAY_STEP`)."""
     if old is None:
         return True
-    return msgspec.structs.replace(new, latency_ms=old.latency_ms) != old
+    return msgspec.structs.replace(new, latency_ms=old.latency_ms,
+                                   clock=timing.settled(old.clock, new.clock)) != old

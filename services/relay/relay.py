@@ -24,6 +24,7 @@ from typing import Final, NamedTuple
 
 import httpx
 
+from services.relay.clock import stamp
 from services.relay.continuity import Position, Shift, apply, end_of, switch
 from services.relay.rewrite import Kind, Mint, PlaylistError, rewrite
 from services.relay.sniff import (
@@ -271,7 +272,8 @@ class Relay:
         except PlaylistError as exc:
             self.upstream.forget(url)
             raise RelayError(502, f"upstream sent an unusable playlist: {exc}") from exc
-        page = Page.of(text)
+        # Wall-clock time for every viewer alike (services.relay.clock), in upstream numbering.
+        page = Page.of(stamp(text, record.clock))
         if not blocking:  # blocking answers are one viewer's: never kept
             self._pages[(target.key, url)] = (got, page)
         return Served(content_type=PLAYLIST_TYPE, page=page)

@@ -1,7 +1,10 @@
 // Hash routes, so the gateway serves one page and links survive a reload:
 //   #/                      home
-//   #/session/<key>         a session; ?view=a,b adds the streams shown (up to four)
+//   #/session/<key>         a session; ?view=a,b adds the streams shown (up to four), and
+//                           sync, layout, delay, offset, audio the multi-view's options
 //   #/admin                 the admin page (sources), behind the admin token
+import { optionParams, parseOptions } from "./sync.js";
+
 export const MAX_VIEWS = 4;
 
 function parse(hash) {
@@ -10,7 +13,7 @@ function parse(hash) {
   const params = new URLSearchParams(query);
   if (parts[0] === "session" && parts[1]) {
     const view = (params.get("view") ?? "").split(",").filter(Boolean).slice(0, MAX_VIEWS);
-    return { name: "session", key: parts[1], view };
+    return { name: "session", key: parts[1], view, options: parseOptions(params) };
   }
   if (parts[0] === "admin") return { name: "admin" };
   return { name: "home" };
@@ -26,7 +29,14 @@ export function createRouter() {
   };
 }
 
-export function sessionHref(key, view = []) {
-  const query = view.length ? `?view=${view.map(encodeURIComponent).join(",")}` : "";
-  return `#/session/${encodeURIComponent(key)}${query}`;
+export function sessionHref(key, view = [], options = {}) {
+  const params = view.length ? [`view=${view.map(encodeURIComponent).join(",")}`] : [];
+  params.push(...optionParams(options, view));
+  return `#/session/${encodeURIComponent(key)}${params.length ? `?${params.join("&")}` : ""}`;
+}
+
+/** Go to `href` in place (no new history entry: a view's options change often). */
+export function replaceRoute(href) {
+  history.replaceState(history.state, "", href);
+  window.dispatchEvent(new HashChangeEvent("hashchange"));
 }
