@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
 from services.demo.app import create_app
-from services.extractor.jobs import Jobs
+from services.extractor.jobs import FIRST_CLOCK_AFTER, Jobs
 from services.extractor.registry import Context
 from services.extractor.worker import MAX_ATTEMPTS
 from shared import subjects, topology
@@ -84,9 +84,16 @@ async def test_a_job_resolves_probes_and_writes_the_record(jobs: Jobs, nc: Clien
     assert "demo_session" in rec.cookies
     assert rec.extractor == "http"
     assert len(rec.variants) == 2
-    # The next run only probes: nothing changed, so no new KV revision.
+    # Published at once, without a clock; the next run, a second later, measures it.
+    assert rec.clock is None
+    assert decision.next_run == FIRST_CLOCK_AFTER
     await jobs.run(ExtractJob(session=SESSION, source_id="demo-embedded"), attempt=2)
-    assert (await kv.get(entry.key)).revision == entry.revision
+    timed = await kv.get(entry.key)
+    assert timed.value is not None
+    assert decode(timed.value, StreamRecord).clock is not None
+    # The next run only probes: nothing changed, so no new KV revision.
+    await jobs.run(ExtractJob(session=SESSION, source_id="demo-embedded"), attempt=3)
+    assert (await kv.get(entry.key)).revision == timed.revision
 
 
 async def test_ended_sessions_lose_their_streams_and_jobs(jobs: Jobs, nc: Client) -> None:
