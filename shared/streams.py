@@ -85,6 +85,8 @@ class StreamRecord(msgspec.Struct, frozen=True, kw_only=True):
     public_segments: bool = False
     #: Consecutive failed probes or resolutions (0 when healthy).
     failures: int = 0
+    #: The source's ``priority`` (higher first): one input of a channel's choice of stream.
+    priority: int = 0
 
 
 class StreamView(msgspec.Struct, frozen=True, kw_only=True):

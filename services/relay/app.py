@@ -17,6 +17,8 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Stream
 from prometheus_client import Counter
 
+from services.relay.channel import Channels, KeyRing, Outbox
+from services.relay.channel_routes import channel_routes
 from services.relay.relay import BLOCKING_PARAMS, Relay, RelayError, Served
 from services.relay.reresolve import Reresolver
 from services.relay.upstream import Upstream
@@ -27,6 +29,7 @@ from shared.health import ROUTES
 from shared.kvmirror import KvMirror
 from shared.relay_urls import Signer, load_secret
 from shared.service import NatsLink, readiness_for
+from shared.sessions import SessionEvent
 from shared.settings import Settings
 from shared.streams import StreamRecord
 from shared.tasks import background
@@ -146,6 +149,10 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
             relay.forget(key)
 
     records.on_change = stream_changed
+    sessions: KvMirror[SessionEvent] = KvMirror(SessionEvent)
+    channels = Channels(relay, KeyRing(settings.relay.channel_keys, settings.data_path), sessions,
+                        Outbox(lambda: link.client))
+    upstream.on_segment = channels.on_segment
     readiness = readiness_for(link)
 
     async def synced() -> str | None:
@@ -165,8 +172,17 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
                 return
             await records.follow_forever(link.client.jetstream(), topology.STREAMS_BUCKET)
 
+        async def follow_sessions() -> None:  # which session "live now" follows
+            await link.ready.wait()
+            if link.client is None:  # pragma: no cover - ready implies a client
+                return
+            await sessions.follow_forever(link.client.jetstream(), topology.SESSIONS_BUCKET)
+
         try:
-            async with background(follow(), "relay-follow-streams", critical=True):
+            async with background(follow(), "relay-follow-streams", critical=True), \
+                    background(follow_sessions(), "relay-follow-sessions", critical=True), \
+                    background(channels.run(), "relay-channels", critical=True), \
+                    background(channels.outbox.run(), "relay-channel-events", critical=True):
                 yield
         finally:
             await reresolver.close()
@@ -177,9 +193,10 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
 
     origins = sorted(settings.ui_origins)
     return Litestar(
-        route_handlers=[*ROUTES, master, resource],
+        route_handlers=[*ROUTES, master, resource, *channel_routes(_respond)],
         lifespan=[lifespan],
-        state=State({"readiness": readiness, "relay": relay, "reresolver": reresolver}),
+        state=State({"readiness": readiness, "relay": relay, "reresolver": reresolver,
+                     "channels": channels}),
         exception_handlers={RelayError: _error},
         cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "HEAD", "OPTIONS"]),
         openapi_config=None,
