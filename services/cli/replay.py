@@ -1,7 +1,8 @@
 """``slipstream replay`` and ``slipstream tail``: JetStream history, and events as they happen,
 decoded with the ``shared`` Structs and printed as a table or as JSON lines.
 
-What can be read: the streams ``SESSIONS``, ``JOBS`` and ``DEADLETTER``, and the history of
+What can be read: the streams ``SESSIONS``, ``JOBS``, ``DEADLETTER`` and ``CHANNELS`` (channel
+switches), and the history of
 the KV buckets ``streams`` and ``sessions`` (``--subject`` then filters keys, such as
 ``2026.monaco.race.*``). Stream records are private: their headers, cookies and URL query
 strings are shown as ``***``.
@@ -25,6 +26,7 @@ from nats.js.api import DeliverPolicy, RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from shared import subjects, topology
+from shared.channels import ChannelSwitch
 from shared.codec import PayloadError, decode
 from shared.jobs import DeadLetter, ExtractJob
 from shared.logs import redact_text
@@ -32,7 +34,7 @@ from shared.sessions import SessionEvent, phase_of
 from shared.streams import StreamRecord, record_secrets, remove_secrets
 
 #: Subjects a replay may not republish to: they are stored by Slipstream's own streams.
-OWN_SUBJECTS: Final = ("sessions.", "jobs.", "deadletter.", "$KV.", "$JS.")
+OWN_SUBJECTS: Final = ("sessions.", "jobs.", "deadletter.", "channels.", "$KV.", "$JS.")
 
 
 class ReplayError(Exception):
@@ -60,6 +62,7 @@ SOURCES: Final[dict[str, Source]] = {
     topology.SESSIONS_STREAM: Source(topology.SESSIONS_STREAM, "", SessionEvent),
     topology.JOBS_STREAM: Source(topology.JOBS_STREAM, "", ExtractJob),
     topology.DEADLETTER_STREAM: Source(topology.DEADLETTER_STREAM, "", DeadLetter),
+    topology.CHANNELS_STREAM: Source(topology.CHANNELS_STREAM, "", ChannelSwitch),
     topology.STREAMS_BUCKET: Source(topology.STREAMS_BUCKET_STREAM,
                                     subjects.kv_subjects(topology.STREAMS_BUCKET), StreamRecord,
                                     kv=True),
@@ -158,6 +161,10 @@ def summary(entry: Entry) -> str:
         return f"{value.health.value:<9} {value.title or value.id} via {value.extractor or '?'}{detail}"
     if isinstance(value, ExtractJob):
         return f"extract {value.source_id} for {value.session.key}"
+    if isinstance(value, ChannelSwitch):
+        detail = f": {value.detail}" if value.detail else ""
+        return (f"on air {value.from_stream or 'nothing'} -> {value.to_stream or 'off-air slate'}"
+                f" ({value.reason.value}{detail})")
     if isinstance(value, DeadLetter):
         return f"dead letter from {value.consumer} after {value.deliveries} tries: {value.reason}"
     return msgspec.json.encode(value).decode()[:100]

@@ -12,7 +12,8 @@ join): a player that is a few segments behind still finds the old ones, and neve
 Where the new stream joins is chosen by time: the stream on air published its last segment at
 ``last_at``; the new stream's segment that follows it in time is about ``(now - last_at) /
 target`` segments behind its live edge (sources of one broadcast advance together), so a
-switch neither replays nor skips more than a segment.
+switch neither replays nor skips more than a segment. When both streams state program
+date-times that agree with that estimate, they place the join exactly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 #: Segments a channel's window holds at least (players start three from the end).
@@ -51,6 +53,8 @@ class Segment:
     map: str = ""
     #: An EXT-X-DISCONTINUITY came before it upstream.
     discontinuity: bool = False
+    #: Its program date-time (POSIX seconds), stated or counted on from the last one stated.
+    pdt: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ def parse(text: str) -> Media:  # noqa: PLR0912 - one pass, a branch per tag
     pending: list[str] = []
     discontinuity = False
     duration: float | None = None
+    pdt: float | None = None
     segments: list[Segment] = []
     for raw in text.split("\n"):
         line = raw.strip()
@@ -99,6 +104,9 @@ def parse(text: str) -> Media:  # noqa: PLR0912 - one pass, a branch per tag
                 key = "" if "METHOD=NONE" in line else line
             elif line.startswith("#EXT-X-MAP:"):
                 map_ = line
+            elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+                pdt = _date(line[len("#EXT-X-PROGRAM-DATE-TIME:"):])
+                pending.append(line)
             elif line.startswith("#EXTINF:"):
                 duration = _float(line.split(",", 1)[0], "#EXTINF:")
                 pending.append(line)
@@ -109,13 +117,23 @@ def parse(text: str) -> Media:  # noqa: PLR0912 - one pass, a branch per tag
             raise SpliceError("a segment without #EXTINF")
         segments.append(Segment(seq=first + len(segments), duration=duration,
                                 lines=(*pending, line), key=key, map=map_,
-                                discontinuity=discontinuity))
+                                discontinuity=discontinuity, pdt=pdt))
+        if pdt is not None:
+            pdt += duration
         pending, discontinuity, duration = [], False, None
     if target <= 0:
         target = max((s.duration for s in segments), default=0.0)
     if target <= 0:
         raise SpliceError("no #EXT-X-TARGETDURATION and no segments")
     return Media(target=target, segments=tuple(segments), ended=ended, version=version)
+
+
+def _date(text: str) -> float | None:
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
 
 
 def _float(line: str, tag: str) -> float:
@@ -184,12 +202,22 @@ class Timeline:
         return len(new)
 
     def join(self, media: Media, now: float) -> int:
-        """The index of ``media``'s segment that follows the last one served, in time."""
-        count = len(media.segments)
+        """The index of ``media``'s segment that follows the last one served, in time.
+
+        By program date-time when both sides state it and it roughly agrees with the clock
+        (sources of one broadcast may stamp it from unrelated clocks), else by the clock."""
+        segments = media.segments
+        count = len(segments)
         if self.last_at is None:
             return 0
         behind = round((now - self.last_at) / max(media.target, 0.5))
-        return min(max(count - max(behind, 1), 0), count - 1)
+        by_clock = min(max(count - max(behind, 1), 0), count - 1)
+        last = self.entries[-1].segment if self.entries else None
+        if last is None or last.pdt is None or any(s.pdt is None for s in segments):
+            return by_clock
+        end = last.pdt + last.duration - min(0.5, last.duration / 2)
+        by_date = next((i for i, s in enumerate(segments) if (s.pdt or 0.0) >= end), count - 1)
+        return by_date if abs(by_date - by_clock) <= 2 else by_clock
 
     def render(self) -> str:
         """The media playlist a viewer gets (URIs as they were fed)."""

@@ -117,11 +117,11 @@ async def get(http: httpx.AsyncClient, url: str) -> httpx.Response:
     return got
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+async def wait_for(predicate: Callable[[], bool], within: float, what: str) -> float:
     """Seconds it took ``predicate`` to hold."""
     start = time.monotonic()
     while not predicate():
-        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        assert time.monotonic() - start < within, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
     return time.monotonic() - start
 
@@ -170,7 +170,8 @@ async def test_a_channel_plays_the_best_stream_and_announces_it(setup: Setup,
         master = m3u8.loads((await get(http, setup.url())).text)
         assert [p.stream_info.resolution for p in master.playlists] == [(640, 360), (320, 180)]
         media = m3u8.loads((await get(http, await slot_url(http, setup.url()))).text)
-        assert media.segments and all(s.uri.startswith("main/m/") for s in media.segments)
+        assert media.segments
+        assert all(s.uri.startswith("main/m/") for s in media.segments)
         for host in ("127.0.0.1", "http"):
             assert host not in media.dumps()
         segment = await get(http, setup.url().rsplit("/", 1)[0] + "/" + media.segments[-1].uri)
@@ -263,7 +264,8 @@ async def test_a_hundred_viewers_cost_the_origin_one_request_per_segment(setup: 
             assert {b.status_code for b in bodies} == {200}
             await asyncio.sleep(1.0)
     hits = origin.segment_hits()
-    assert hits and set(hits.values()) == {1}, hits
+    assert hits
+    assert set(hits.values()) == {1}, hits
     assert setup.origins["backup"].segment_hits() == {}
 
 
@@ -310,7 +312,8 @@ async def test_live_now_plays_the_slate_then_the_live_session(
         url = setup.url(LIVE_NOW)
         viewer = Viewer(http, await slot_url(http, url))
         slate = await viewer.refresh()
-        assert slate.segments and all(s.uri.startswith("_slate/m/") for s in slate.segments)
+        assert slate.segments
+        assert all(s.uri.startswith("_slate/m/") for s in slate.segments)
         body = await get(http, url.rsplit("/", 1)[0] + "/" + slate.segments[-1].uri)
         assert body.content[0] == 0x47
         await go_live_event(nc, SESSION)
