@@ -144,15 +144,17 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
                   redirect_public=settings.relay.redirect_public_segments,
                   on_refused=reresolver.refused)
 
-    def stream_changed(key: str, record: StreamRecord | None, revision: int) -> None:
-        if record is None:
-            relay.forget(key)
-
-    records.on_change = stream_changed
     sessions: KvMirror[SessionEvent] = KvMirror(SessionEvent)
     channels = Channels(relay, KeyRing(settings.relay.channel_keys, settings.data_path), sessions,
                         Outbox(lambda: link.client))
     upstream.on_segment = channels.on_segment
+
+    def stream_changed(key: str, record: StreamRecord | None, revision: int) -> None:
+        if record is None:
+            relay.forget(key)
+            channels.forget(key)
+
+    records.on_change = stream_changed
     readiness = readiness_for(link)
 
     async def synced() -> str | None:

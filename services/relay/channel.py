@@ -71,6 +71,8 @@ TICK: Final = 0.5
 IDLE: Final = 120.0
 #: Seconds a slot is fed after its last playlist request (slot 0 is always fed).
 SLOT_IDLE: Final = 30.0
+#: Seconds between two looks for live sessions whose channel should run unwatched.
+KEEP_LIVE: Final = 2.0
 #: Seconds a first request waits for the channel's first decision.
 FIRST_TICK: Final = 10.0
 SLATE_DIR: Final = Path(__file__).parent / "slate"
@@ -307,16 +309,28 @@ class Channels:
     # --- running --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run every watched channel, each in its own loop, until cancelled."""
+        """Run every watched channel, and the channel of every live session with streams (so
+        what is on air is decided, and announced, even before anyone watches), each in its own
+        loop, until cancelled."""
         running: set[str] = set()
         async with asyncio.TaskGroup() as group:
             while True:
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), KEEP_LIVE)
                 self._wake.clear()
+                now = self.clock()
+                for session in self._live_sessions():
+                    if self._records(session):
+                        channel = self.channels.setdefault(session, Channel(session))
+                        channel.requested = max(channel.requested, now)
                 for name, channel in list(self.channels.items()):
                     if name not in running:
                         running.add(name)
                         group.create_task(self._loop(channel, running), name=f"channel-{name}")
+
+    def forget(self, key: str) -> None:
+        """A stream was removed: drop what was measured of it."""
+        self.observed.pop(key, None)
 
     async def _loop(self, channel: Channel, running: set[str]) -> None:
         channel.requested = max(channel.requested, self.clock())
@@ -334,11 +348,17 @@ class Channels:
             self.channels.pop(channel.name, None)
             log.info("channel stopped (nobody watching)", channel=channel.name)
 
-    def _live_session(self) -> str | None:
+    def _live_sessions(self) -> list[str]:
+        """The sessions live now, the most recently started first."""
         live = [event for event, _ in self.sessions.values.values() if phase_of(event) is Phase.LIVE]
-        if not live:
-            return None
-        return max(live, key=lambda e: (e.at, e.session.key)).session.key
+        return [e.session.key for e in sorted(live, key=lambda e: (e.at, e.session.key),
+                                               reverse=True)]
+
+    def _live_session(self) -> str | None:
+        """The session "live now" follows: the live one started last that has streams (else
+        the live one started last)."""
+        live = self._live_sessions()
+        return next((key for key in live if self._records(key)), live[0] if live else None)
 
     def _records(self, session: str | None) -> dict[str, StreamRecord]:
         if session is None:
@@ -431,9 +451,12 @@ class Channels:
         return found
 
     async def _declare_slots(self, channel: Channel) -> None:
+        """The slots of the channel's master playlist, for as long as the channel runs: the
+        variants of the stream on air; with none on air, one slot that plays the first variant
+        (the master's best, usually) of whatever comes on air."""
         on_air = channel.picker.on_air
         record = channel.records.get(on_air) if on_air else None
-        renditions = [SLATE_RENDITION]
+        renditions = [Rendition()]
         if record is not None:
             with contextlib.suppress(RelayError):
                 renditions = [r for r, _ in await self.variants(record)]
@@ -441,10 +464,12 @@ class Channels:
 
     async def _feed(self, channel: Channel, indexes: list[int], now: float) -> None:
         """Bring the slots at ``indexes`` up to date with what is on air."""
-        if not channel.slots:
-            await self._declare_slots(channel)
         on_air = channel.picker.on_air
         record = channel.records.get(on_air) if on_air else None
+        if not channel.slots:
+            if record is None:
+                return  # nothing declared and nothing to declare from: wait for a viewer
+            await self._declare_slots(channel)
         if record is None:
             media = self.slate.media(time.time())
             for index in indexes:
