@@ -13,7 +13,7 @@ variant is spliced in at once.
 The master playlist names variant slots (``v0.m3u8``, ...) taken from the stream on air when the
 channel is first asked for; each slot then plays, of any stream put on air, the variant nearest
 in resolution and bandwidth. URIs in a channel's playlists are relative (``v0.m3u8``,
-``<stream-id>/m/<ref>.ts``, ``_slate/m/0.ts``), so they carry whichever valid token the viewer
+``<session>.<stream-id>/m/<ref>.ts``, ``_slate/m/0.ts``), so they carry whichever valid token the viewer
 came with, and segments go through the relay's shared upstream fetch: a hundred viewers of a
 channel cost one upstream request per segment.
 
@@ -166,7 +166,8 @@ class Channel:
     started: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: Streams this channel put on air, as last seen (their segments may outlive the record).
+    #: Streams this channel put on air (or could), by stream key, as last seen (their segments
+    #: may outlive the record).
     records: dict[str, StreamRecord] = field(default_factory=dict)
 
 
@@ -293,7 +294,7 @@ class Channels:
         record = channel.records.get(stream)
         if record is None:
             raise RelayError(404, "no such stream in this channel")
-        current = self.relay.records.get(f"{record.session}.{stream}")
+        current = self.relay.records.get(stream)
         if current is not None:
             record = current
         return await self.relay.resource(self._target(record), kind, name)
@@ -371,6 +372,8 @@ class Channels:
         """Look at the stream on air, decide, feed the watched slots."""
         session = channel.name if channel.name != LIVE_NOW else self._live_session()
         records = self._records(session)
+        # The latest record of each stream (a re-resolve changes its upstream URL).
+        channel.records.update({f"{r.session}.{sid}": r for sid, r in records.items()})
         switch: Switch | None = None
         if session != channel.session:
             previous = channel.picker.on_air
@@ -409,8 +412,8 @@ class Channels:
                   now: float) -> None:
         if switch.to is not None:
             record = records[switch.to]
-            channel.records[switch.to] = record
             key = f"{record.session}.{record.id}"
+            channel.records[key] = record
             observed = self.observed.setdefault(key, Observed())
             observed.last_sequence, observed.advanced_at = None, now
             observed.playlist_failures, observed.ended = 0, False
@@ -428,7 +431,8 @@ class Channels:
     @staticmethod
     def _target(record: StreamRecord) -> Target:
         # Relative URIs: "<stream-id>/m/<ref>.ts" next to the channel's own playlists.
-        return Target(key=f"{record.session}.{record.id}", record=record, prefix=record.id)
+        key = f"{record.session}.{record.id}"
+        return Target(key=key, record=record, prefix=key)
 
     async def variants(self, record: StreamRecord) -> list[tuple[Rendition, str]]:
         """The stream's variants and their upstream URLs (itself alone if it has none)."""
@@ -450,12 +454,18 @@ class Channels:
         self._variants[(record.id, record.upstream_url)] = found
         return found
 
+    @staticmethod
+    def _on_air(channel: Channel) -> StreamRecord | None:
+        on_air = channel.picker.on_air
+        if on_air is None or channel.session is None:
+            return None
+        return channel.records.get(f"{channel.session}.{on_air}")
+
     async def _declare_slots(self, channel: Channel) -> None:
         """The slots of the channel's master playlist, for as long as the channel runs: the
         variants of the stream on air; with none on air, one slot that plays the first variant
         (the master's best, usually) of whatever comes on air."""
-        on_air = channel.picker.on_air
-        record = channel.records.get(on_air) if on_air else None
+        record = self._on_air(channel)
         renditions = [Rendition()]
         if record is not None:
             with contextlib.suppress(RelayError):
@@ -464,8 +474,7 @@ class Channels:
 
     async def _feed(self, channel: Channel, indexes: list[int], now: float) -> None:
         """Bring the slots at ``indexes`` up to date with what is on air."""
-        on_air = channel.picker.on_air
-        record = channel.records.get(on_air) if on_air else None
+        record = self._on_air(channel)
         if not channel.slots:
             if record is None:
                 return  # nothing declared and nothing to declare from: wait for a viewer

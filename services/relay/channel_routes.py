@@ -2,7 +2,7 @@
 
     /c/<channel>/<token>/master.m3u8            the channel's variant slots
     /c/<channel>/<token>/v<slot>.m3u8           a slot's media playlist
-    /c/<channel>/<token>/<stream>/<kind>/<ref>  a segment, key or init section it names
+    /c/<channel>/<token>/<stream-key>/<kind>/<ref>  a segment, key or init section it names
 """
 
 from __future__ import annotations

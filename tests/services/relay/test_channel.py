@@ -171,7 +171,7 @@ async def test_a_channel_plays_the_best_stream_and_announces_it(setup: Setup,
         assert [p.stream_info.resolution for p in master.playlists] == [(640, 360), (320, 180)]
         media = m3u8.loads((await get(http, await slot_url(http, setup.url()))).text)
         assert media.segments
-        assert all(s.uri.startswith("main/m/") for s in media.segments)
+        assert all(s.uri.startswith(f"{SESSION}.main/m/") for s in media.segments)
         for host in ("127.0.0.1", "http"):
             assert host not in media.dumps()
         segment = await get(http, setup.url().rsplit("/", 1)[0] + "/" + media.segments[-1].uri)
@@ -198,12 +198,12 @@ async def test_a_dead_stream_is_replaced_inside_the_same_playlist(setup: Setup,
     numbers = viewer.numbers()
     assert numbers == list(range(numbers[0], numbers[-1] + 1))  # no hole in the numbering
     uris = [viewer.by_number[n] for n in numbers]
-    joins = [n for n in numbers[1:] if viewer.by_number[n].startswith("backup/")
-             and viewer.by_number[n - 1].startswith("main/")]
+    joins = [n for n in numbers[1:] if viewer.by_number[n].startswith(f"{SESSION}.backup/")
+             and viewer.by_number[n - 1].startswith(f"{SESSION}.main/")]
     assert len(joins) == 1
     assert viewer.discontinuity[joins[0]] == viewer.discontinuity[joins[0] - 1] + 1
-    assert uris[-1].startswith("backup/")
-    assert playlist.segments[-1].uri.startswith("backup/")
+    assert uris[-1].startswith(f"{SESSION}.backup/")
+    assert playlist.segments[-1].uri.startswith(f"{SESSION}.backup/")
 
 
 async def test_a_frozen_playlist_is_left_within_three_target_durations(
@@ -296,7 +296,7 @@ async def test_revoked_and_forged_channel_links_are_refused(setup: Setup) -> Non
         replayed = other.replace("2026.demo.sprint", SESSION)
         assert (await http.get(replayed)).status_code == 403
         assert (await http.get(new.replace(token, "garbage"))).status_code == 403
-        segment = new.rsplit("/", 1)[0].replace(token, token[:-4] + "AAAA") + "/main/m/x.ts"
+        segment = new.rsplit("/", 1)[0].replace(token, token[:-4] + "AAAA") + f"/{SESSION}.main/m/x.ts"
         assert (await http.get(segment)).status_code == 403
         assert (await http.get(f"{setup.relay}/c/nope/{token}/master.m3u8")).status_code == 404
         await get(http, new)
@@ -321,7 +321,7 @@ async def test_live_now_plays_the_slate_then_the_live_session(
     event = next(s for s in switches if s.channel == LIVE_NOW)
     assert (event.session, event.from_stream, event.to_stream, event.reason) == \
         (SESSION, None, "main", "session")
-    assert viewer.by_number[max(viewer.by_number)].startswith("main/")
+    assert viewer.by_number[max(viewer.by_number)].startswith(f"{SESSION}.main/")
 
 
 async def test_a_live_session_has_its_stream_on_air_before_anyone_watches(
