@@ -19,6 +19,7 @@ from nats.aio.client import Client
 
 from services.demo.app import create_app as demo_app
 from services.relay.app import create_app
+from services.relay.channel import Channels
 from shared import subjects, topology
 from shared.channels import LIVE_NOW, ChannelSwitch, load_channel_keys, revoke, rotate
 from shared.codec import decode, encode
@@ -67,10 +68,13 @@ class Origin:
 
 
 class Setup:
-    def __init__(self, settings: Settings, relay: str, origins: dict[str, Origin]) -> None:
+    def __init__(self, settings: Settings, relay: str, origins: dict[str, Origin],
+                 bases: dict[str, str], channels: Channels) -> None:
+        self.channels = channels
         self.settings = settings
         self.relay = relay
         self.origins = origins
+        self.bases = bases
 
     def url(self, channel: str = SESSION) -> str:
         keys = load_channel_keys(None, self.settings.data_path)
@@ -107,8 +111,9 @@ async def setup(nc: Client, nats_url: str, serve: Callable[[Any], str], tmp_path
     for name, priority in (("main", 20), ("backup", 10)):
         await kv.put(subjects.stream_key(SESSION, name),
                      encode(record(name, f"{bases[name]}/live/master.m3u8", priority)))
-    relay = serve(create_app(settings, [nats_url]))
-    return Setup(settings, relay, origins)
+    app = create_app(settings, [nats_url])
+    relay = serve(app)
+    return Setup(settings, relay, origins, bases, app.state.channels)
 
 
 async def get(http: httpx.AsyncClient, url: str) -> httpx.Response:
@@ -336,3 +341,26 @@ async def test_a_live_session_has_its_stream_on_air_before_anyone_watches(
     last = await nc.jetstream().get_last_msg(topology.CHANNELS_STREAM,
                                              subjects.channel_switched(SESSION))
     assert decode(last.data, ChannelSwitch) == event
+
+
+async def test_a_re_resolved_stream_is_spliced_in_without_a_switch(
+        setup: Setup, nc: Client, switches: list[ChannelSwitch]) -> None:
+    """The extractor re-resolves the stream on air to a new upstream URL: the channel follows
+    it in the same playlist (one discontinuity, numbering carried on) and announces nothing."""
+    kv = await topology.streams_kv(nc.jetstream())
+    async with httpx.AsyncClient(timeout=10) as http:
+        viewer = Viewer(http, await slot_url(http, setup.url()))
+        await viewer.follow(2)
+        await kv.put(subjects.stream_key(SESSION, "main"),
+                     encode(record("main", f"{setup.bases['main']}/t/tok/master.m3u8", 20)))
+        await viewer.follow(5)
+    assert [(s.from_stream, s.to_stream) for s in switches] == [(None, "main")]
+    assert any(p.startswith("/t/tok/") for p in setup.origins["main"].hits)
+    numbers = viewer.numbers()
+    assert numbers == list(range(numbers[0], numbers[-1] + 1))
+    # The join: the first segment from the new URL opens with a discontinuity.
+    entries = list(setup.channels.channels[SESSION].slots[0].timeline.entries)
+    first = next(i for i, e in enumerate(entries) if "/t/tok/" in e.source)
+    assert first > 0
+    assert "/live/" in entries[first - 1].source
+    assert entries[first].discontinuity
