@@ -60,7 +60,7 @@ from shared.channels import (
 from shared.codec import encode
 from shared.kvmirror import KvMirror
 from shared.sessions import Phase, SessionEvent, phase_of
-from shared.streams import StreamRecord
+from shared.streams import Health, StreamRecord, public_detail
 from shared.subjects import InvalidTokenError
 
 log = logs.get(__name__)
@@ -489,7 +489,7 @@ class Channels:
         try:
             variants = await self.variants(record)
         except RelayError as exc:
-            observed.playlist_failed(now, exc.reason)
+            observed.playlist_failed(now, _public(exc.reason))
             return
         renditions = [r for r, _ in variants]
         fetched: dict[str, Media | None] = {}
@@ -508,10 +508,17 @@ class Channels:
             served = await self.relay.playlist(self._target(record), url)
             media = parse(served.text or "")
         except (RelayError, SpliceError) as exc:
-            observed.playlist_failed(now, exc.reason if isinstance(exc, RelayError) else str(exc))
+            observed.playlist_failed(now, _public(exc.reason if isinstance(exc, RelayError)
+                                                  else f"malformed playlist: {exc}"))
             return None
         observed.playlist_ok(now, media.last_sequence, media.target, ended=media.ended)
         return media
+
+
+def _public(reason: str) -> str:
+    """A failure as events may tell it: one of the fixed public phrases, never upstream text
+    (which may name a host or quote an answer)."""
+    return public_detail(Health.DEAD, reason) or "the source failed"
 
 
 def _bytes(body: bytes) -> Served:
