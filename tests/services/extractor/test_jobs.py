@@ -84,6 +84,7 @@ async def test_a_job_resolves_probes_and_writes_the_record(jobs: Jobs, nc: Clien
     assert "demo_session" in rec.cookies
     assert rec.extractor == "http"
     assert len(rec.variants) == 2
+    assert rec.priority == 20  # the source's, for channels to weigh
     # The next run only probes: nothing changed, so no new KV revision.
     await jobs.run(ExtractJob(session=SESSION, source_id="demo-embedded"), attempt=2)
     assert (await kv.get(entry.key)).revision == entry.revision
