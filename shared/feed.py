@@ -13,8 +13,9 @@ from typing import Final
 
 import msgspec
 
+from shared.channels import SwitchReason
 from shared.sessions import SessionStatus
-from shared.streams import StreamView
+from shared.streams import StreamId, StreamView
 from shared.times import UtcDateTime
 
 CLOSE_TOO_SLOW: Final = 4008
@@ -25,10 +26,23 @@ CLOSE_REASONS: Final = {CLOSE_TOO_SLOW: "client too slow",
                         CLOSE_RELOADED: "data reloaded; reconnect for a fresh snapshot"}
 
 
+class SessionView(SessionStatus, frozen=True, kw_only=True):
+    """A session as viewers see it (feed and REST API): its status and its channel."""
+
+    #: The session's channel: one relay URL that plays its best stream and switches to the
+    #: next best when that one fails. ``None`` while the session has no stream.
+    channel_url: str | None = None
+    #: The stream the channel has on air (``None``: not known yet, or nothing on air) ...
+    on_air: StreamId | None = None
+    #: ... since when, and why the channel put it on air.
+    switched_at: UtcDateTime | None = None
+    switch_reason: SwitchReason | None = None
+
+
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot"):
     """Everything the client needs to start: sessions and streams (filtered if asked)."""
 
-    sessions: list[SessionStatus]
+    sessions: list[SessionView]
     streams: list[StreamView]
     revision: int
 
@@ -50,7 +64,18 @@ class StreamRemoved(msgspec.Struct, frozen=True, kw_only=True, tag="stream_remov
 class SessionChanged(msgspec.Struct, frozen=True, kw_only=True, tag="session"):
     """A session changed phase (or was rescheduled)."""
 
-    status: SessionStatus
+    status: SessionView
+
+
+class ChannelChanged(msgspec.Struct, frozen=True, kw_only=True, tag="channel"):
+    """A session's channel changed: it got or lost its URL (its first stream came, its last
+    went), or it put another stream on air. The fields replace those of the session's view."""
+
+    session: str
+    channel_url: str | None = None
+    on_air: StreamId | None = None
+    switched_at: UtcDateTime | None = None
+    switch_reason: SwitchReason | None = None
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat"):
@@ -59,4 +84,5 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat"):
     at: UtcDateTime
 
 
-FeedMessage = Snapshot | StreamChanged | StreamRemoved | SessionChanged | Heartbeat
+FeedMessage = (Snapshot | StreamChanged | StreamRemoved | SessionChanged | ChannelChanged
+               | Heartbeat)

@@ -17,6 +17,10 @@ class ExtractJob(msgspec.Struct, frozen=True, kw_only=True):
     #: afresh (no cached extraction), writes the record, and is done; the stream's keep-fresh
     #: job carries on as scheduled.
     reresolve: bool = False
+    #: The generation of the source the job was queued for (``shared.sources``): a job of an
+    #: older generation (the source was disabled and enabled again since) stops by itself.
+    #: 0: any generation (jobs queued before sources were data).
+    generation: int = 0
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -49,12 +49,17 @@ def load_secret(value: str | None, data_dir: Path) -> bytes:
     all agree on one secret, and no process ever reads a file half written."""
     if value:
         return value.encode()
-    path = data_dir / "relay.secret"
+    return kept_secret(data_dir / "relay.secret", "or set the relay secret")
+
+
+def kept_secret(path: Path, hint: str = "") -> bytes:
+    """A secret kept in ``path``, made once by whichever process comes first (see
+    :func:`load_secret`)."""
     if not path.exists():
         _make_secret(path)
     secret = path.read_bytes().strip()
     if not secret:
-        raise ValueError(f"{path} is empty: delete it (a new secret is made) or set the relay secret")
+        raise ValueError(f"{path} is empty: delete it (a new secret is made) {hint}".rstrip())
     return secret
 
 

@@ -72,8 +72,10 @@ def parser(service: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def run(service: str, description: str, main: Main, argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, load settings, run ``main`` until a signal; return the exit status."""
+def run(service: str, description: str, main: Main, argv: Sequence[str] | None = None, *,
+        new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> int:
+    """Parse arguments, load settings, run ``main`` until a signal; return the exit status.
+    ``new_loop`` makes the event loop (``uvloop.new_event_loop`` for the relay)."""
     args = parser(service, description).parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -83,7 +85,7 @@ def run(service: str, description: str, main: Main, argv: Sequence[str] | None =
     logs.configure(service, settings.log_level, settings.log_format)
     status = 0
     try:
-        _run_loop(_with_signals(main, settings))
+        _run_loop(_with_signals(main, settings), new_loop)
     except (StartupError, NatsNotFoundError) as exc:
         log.error(f"slipstream {service}: {exc}")
         status = EXIT_STARTUP
@@ -94,9 +96,10 @@ def run(service: str, description: str, main: Main, argv: Sequence[str] | None =
     return status
 
 
-def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+def _run_loop(main: Coroutine[Any, Any, None],
+              new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> None:
     """``asyncio.run`` without its unbounded wait for the default executor's threads."""
-    loop = asyncio.new_event_loop()
+    loop = new_loop()
     try:
         loop.run_until_complete(main)
     finally:

@@ -138,6 +138,8 @@ class SourceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     refresh: Seconds = 600.0
     #: Extractions of this source running at once, across all extractor replicas.
     max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=64, description="1 to 64")] = 2
+    #: A disabled source is kept (in the ``sources`` bucket) but gets no jobs.
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         fields = {f for _, f, _, _ in string.Formatter().parse(self.url) if f is not None}
@@ -202,6 +204,13 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     #: When set, the feed, the REST API and the exports need it: ``Authorization: Bearer`` or
     #: ``?token=`` (the web UI asks for it once and keeps it in the browser).
     token: Annotated[str, msgspec.Meta(min_length=16, description="at least 16 characters")] | None = None
+    #: Tokens of the admin page and API (``/api/admin/...``), by name (the name is who the
+    #: change events say made a change): ``{"alice": "<token>"}``. The viewers' ``token`` is
+    #: never enough. When empty, one named ``admin`` is kept in the data folder
+    #: (``admin.token``, made on first use).
+    admin_tokens: dict[Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN, max_length=32)],
+                       Annotated[str, msgspec.Meta(min_length=16)]] = msgspec.field(
+        default_factory=dict)
 
 
 class DemoSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

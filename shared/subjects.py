@@ -31,6 +31,13 @@ SCHEDULER_RESYNC: Final = "control.scheduler.resync"
 EXTRACTOR_RERESOLVE: Final = "control.extractor.reresolve"
 #: The queue group the extractors answer control requests in (one answer per request).
 EXTRACTOR_QUEUE: Final = "extractor"
+#: Core NATS request subject (one extractor of the queue group answers): run the extractor
+#: chain on one source now and report every candidate (``shared.sources.CheckRequest``).
+EXTRACTOR_CHECK: Final = "control.extractor.check"
+#: Prefix of the change events of sources (``sources.changes.<source-id>``).
+SOURCE_CHANGES_PREFIX: Final = "sources.changes"
+#: Every subject that the ``SOURCE_CHANGES`` stream stores.
+SOURCE_CHANGES_ALL: Final = f"{SOURCE_CHANGES_PREFIX}.>"
 
 #: One token: lower-case letters, digits, ``-`` and ``_``, at most 64 characters, starting with
 #: a letter or digit. The pattern every token-shaped field uses (unanchored, to compose).
@@ -112,6 +119,16 @@ def channel_switched(channel: str) -> str:
     if channel != "live-now":
         check_session_key(channel)
     return f"{CHANNELS_PREFIX}.{channel}.switched"
+
+
+def source_changed(source_id: str) -> str:
+    """Subject of a change to one source: ``sources.changes.demo-plain``."""
+    return f"{SOURCE_CHANGES_PREFIX}.{check_token(source_id)}"
+
+
+def source_streams(source_id: str) -> str:
+    """KV watch filter for the streams of one source in every session."""
+    return f"*.*.*.{check_token(source_id)}"
 
 
 def kv_subjects(bucket: str) -> str:

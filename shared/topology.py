@@ -43,6 +43,12 @@ DEADLETTER_STREAM: Final = "DEADLETTER"
 CHANNELS_STREAM: Final = "CHANNELS"
 STREAMS_BUCKET: Final = "streams"
 SESSIONS_BUCKET: Final = "sessions"
+#: Source definitions (``shared.sources.SourceRecord``), keyed by source id: the truth.
+SOURCES_BUCKET: Final = "sources"
+#: How each source has been doing (``shared.sources.SourceStats``), keyed by source id.
+SOURCE_STATS_BUCKET: Final = "source-stats"
+#: Every change to a source (``shared.sources.SourceChanged``), kept for audit.
+SOURCE_CHANGES_STREAM: Final = "SOURCE_CHANGES"
 
 
 def kv_stream(bucket: str) -> str:
@@ -53,6 +59,8 @@ def kv_stream(bucket: str) -> str:
 #: The streams behind the buckets (what :func:`missing` names).
 STREAMS_BUCKET_STREAM: Final = kv_stream(STREAMS_BUCKET)
 SESSIONS_BUCKET_STREAM: Final = kv_stream(SESSIONS_BUCKET)
+SOURCES_BUCKET_STREAM: Final = kv_stream(SOURCES_BUCKET)
+SOURCE_STATS_BUCKET_STREAM: Final = kv_stream(SOURCE_STATS_BUCKET)
 EXTRACTOR_CONSUMER: Final = "extractor"
 WORKER_CONSUMER: Final = "extract-worker"
 
@@ -147,6 +155,18 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             discard=DiscardPolicy.OLD,
         ),
         StreamConfig(
+            name=SOURCE_CHANGES_STREAM,
+            description="Every change to a source (who, what changed; never a secret value)",
+            subjects=[subjects.SOURCE_CHANGES_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            max_age=400 * DAY,
+            max_msg_size=MAX_PAYLOAD_BYTES,
+            duplicate_window=DUPLICATE_WINDOW,
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
             name=CHANNELS_STREAM,
             description="Channel switches (ChannelSwitch), published by the relay: "
                         "channels.<session key or live-now>.switched",
@@ -168,6 +188,9 @@ BUCKETS: Final = (
     Bucket(STREAMS_BUCKET, "Resolved streams, keyed <season>.<event>.<kind>.<stream-id>", history=16),
     Bucket(SESSIONS_BUCKET, "Current phase of every session, keyed <season>.<event>.<kind>",
            history=8),
+    Bucket(SOURCES_BUCKET, "Source definitions, keyed <source-id>: the truth, seeded from the "
+           "settings file", history=8),
+    Bucket(SOURCE_STATS_BUCKET, "How each source has been doing, keyed <source-id>", history=1),
 )
 
 CONSUMERS: Final = (
@@ -274,3 +297,13 @@ async def streams_kv(js: JetStreamContext) -> KeyValue:
 async def sessions_kv(js: JetStreamContext) -> KeyValue:
     """Open the ``sessions`` bucket (it must have been applied)."""
     return await js.key_value(SESSIONS_BUCKET)
+
+
+async def sources_kv(js: JetStreamContext) -> KeyValue:
+    """Open the ``sources`` bucket (it must have been applied)."""
+    return await js.key_value(SOURCES_BUCKET)
+
+
+async def source_stats_kv(js: JetStreamContext) -> KeyValue:
+    """Open the ``source-stats`` bucket (it must have been applied)."""
+    return await js.key_value(SOURCE_STATS_BUCKET)

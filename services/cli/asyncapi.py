@@ -35,12 +35,15 @@ from shared.control import ReresolveReply, ReresolveRequest
 from shared.jobs import DeadLetter, ExtractJob
 from shared.sessions import SessionEvent
 from shared.settings import load_settings
+from shared.sources import CheckReply, CheckRequest, SourceChanged, SourceRecord, SourceStats
 from shared.streams import StreamRecord
 
 OUT = Path(shared.__file__).resolve().parent / "asyncapi.json"
 
 STREAMS_KV = f"{subjects.kv_subjects(topology.STREAMS_BUCKET)}>"
 SESSIONS_KV = f"{subjects.kv_subjects(topology.SESSIONS_BUCKET)}>"
+SOURCES_KV = f"{subjects.kv_subjects(topology.SOURCES_BUCKET)}>"
+SOURCE_STATS_KV = f"{subjects.kv_subjects(topology.SOURCE_STATS_BUCKET)}>"
 
 
 class ResyncRequest(msgspec.Struct, frozen=True):
@@ -57,9 +60,13 @@ PAYLOADS: dict[str, Any] = {
     SESSIONS_KV: SessionEvent,
     subjects.SCHEDULER_RESYNC: ResyncRequest,
     subjects.EXTRACTOR_RERESOLVE: ReresolveRequest,
+    subjects.EXTRACTOR_CHECK: CheckRequest,
+    subjects.SOURCE_CHANGES_ALL: SourceChanged,
+    SOURCES_KV: SourceRecord,
+    SOURCE_STATS_KV: SourceStats,
 }
 #: Replies to requests: no subject of their own, but their schemas are in the document.
-REPLIES: list[Any] = [ReresolveReply]
+REPLIES: list[Any] = [ReresolveReply, CheckReply]
 
 
 def documentation_broker() -> NatsBroker:
@@ -97,6 +104,24 @@ def documentation_broker() -> NatsBroker:
         SESSIONS_KV, title="session-states",
         description="KV bucket 'sessions', key <season>.<event>.<kind>: the last event of each "
         "session, written by the scheduler, watched by the gateway.")
+    broker.publisher(
+        subjects.SOURCE_CHANGES_ALL, title="source-changes",
+        description="Every change to a source, on the SOURCE_CHANGES stream (kept for audit): "
+        "sources.changes.<source-id>, published by whoever made it (the gateway's admin API, "
+        "`slipstream sources`, an extractor seeding from the settings file or restoring a lost "
+        "bucket). `who` is the admin token's name, the CLI's user, `file` or `restore`; "
+        "`changed` names the fields (headers.<name> for a header); never a header or cookie "
+        "value.")
+    broker.publisher(
+        SOURCES_KV, title="source-records",
+        description="KV bucket 'sources', key <source-id>: the definition of each source "
+        "(private: header and cookie values), the truth every extractor replica follows; "
+        "seeded from the settings file, changed by the admin API and `slipstream sources`.")
+    broker.publisher(
+        SOURCE_STATS_KV, title="source-stats",
+        description="KV bucket 'source-stats', key <source-id>: resolutions tried and "
+        "succeeded, the last extractor that worked, the time it took, the last error "
+        "(redacted); written by the extractors, read by the admin page and `sources stats`.")
     return broker
 
 

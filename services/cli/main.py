@@ -10,16 +10,12 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import httpx
 import nats
 import nats.errors
 
-from services.cli import channels
-from services.cli.calendar_table import find_calendar, render
+from services.cli import channels, sources
 from services.cli.replay import SOURCES, ReplayError, parse_duration, replay, tail
 from services.cli.supervisor import python_module
-from services.cli.up import up
-from shared.calendar import CalendarError
 from shared.runtime import NatsNotFoundError, nats_servers, read_runtime
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -51,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="also publish each message to SUBJECT, for a debugging consumer")
     tl = sub.add_parser("tail", help="follow events live (Ctrl-C stops)")
     tl.add_argument("streams", nargs="*", metavar="STREAM",
-                    default=["SESSIONS", "streams", "DEADLETTER", "CHANNELS"],
-                    help="what to follow (default: SESSIONS streams DEADLETTER CHANNELS)")
+                    default=["SESSIONS", "streams", "DEADLETTER", "SOURCE_CHANGES", "CHANNELS"],
+                    help="what to follow (default: SESSIONS streams DEADLETTER SOURCE_CHANGES "
+                         "CHANNELS)")
     tl.add_argument("--json", action="store_true", help="JSON lines instead of text")
     api = sub.add_parser("asyncapi", help="print the AsyncAPI document of every NATS subject "
                          "and payload (generated from the code)")
@@ -67,10 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     chan_sub.add_parser("rotate", help="add a new signing key (older URLs keep working)")
     rev = chan_sub.add_parser("revoke", help="remove a key: every URL it signed is refused")
     rev.add_argument("key_id", metavar="KEY_ID")
-    src = sub.add_parser("sources", help="work with stream sources")
-    src_sub = src.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
-    src_sub.add_parser("check", help="run the extractor chain on a page URL once and show "
-                       "what each extractor finds", add_help=False)
+    sources.add_parser(sub)
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} alone (as `python -m services.{name}`)",
                        add_help=False)
@@ -78,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _status(settings: Settings) -> int:
+    import httpx  # noqa: PLC0415 - imported by the commands that use it: `sources` starts faster
     info = read_runtime(settings.data_path)
     if info is None:
         print(f"Slipstream is not running on data folder {settings.data_path}")
@@ -106,11 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd = python_module(f"services.{args.command}") + extra + rest
         # The service replaces this process, so signals reach it directly.
         os.execv(cmd[0], cmd)  # noqa: S606
-    if args.command == "sources":
+    if args.command == "sources" and args.sources_command == "check" and sources.is_url(rest):
         extra = ["--config", args.config] if args.config else []
         cmd = [*python_module("services.extractor"), "check", *rest, *extra]
         os.execv(cmd[0], cmd)  # noqa: S606
-    if rest:
+    if rest and not (args.command == "sources" and args.sources_command == "check"):
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "asyncapi":
         from services.cli import asyncapi  # noqa: PLC0415 - FastStream only for this command
@@ -121,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"slipstream: {exc}", file=sys.stderr)
         return 2
     if args.command == "up":
+        from services.cli.up import up  # noqa: PLC0415 - see _status
+
         return up(settings, args.config)
     if args.command == "calendar":
         return _calendar(settings, args.season)
@@ -128,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _history(settings, args)
     if args.command == "channels":
         return channels.run(settings, args.channels_command, getattr(args, "key_id", None))
+    if args.command == "sources":
+        return sources.main(settings, args, rest)
     return _status(settings)
 
 
@@ -164,6 +163,9 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _calendar(settings: Settings, season: int | None) -> int:
+    from services.cli.calendar_table import find_calendar, render  # noqa: PLC0415 - see _status
+    from shared.calendar import CalendarError  # noqa: PLC0415
+
     try:
         calendar, origin = find_calendar(settings)
     except CalendarError as exc:

@@ -1,11 +1,11 @@
 """``slipstream replay`` and ``slipstream tail``: JetStream history, and events as they happen,
 decoded with the ``shared`` Structs and printed as a table or as JSON lines.
 
-What can be read: the streams ``SESSIONS``, ``JOBS``, ``DEADLETTER`` and ``CHANNELS`` (channel
-switches), and the history of
-the KV buckets ``streams`` and ``sessions`` (``--subject`` then filters keys, such as
-``2026.monaco.race.*``). Stream records are private: their headers, cookies and URL query
-strings are shown as ``***``.
+What can be read: the streams ``SESSIONS``, ``JOBS``, ``DEADLETTER``, ``SOURCE_CHANGES``
+(who changed which source) and ``CHANNELS`` (channel switches), and the history of the KV
+buckets ``streams``, ``sessions``, ``sources`` and ``source-stats`` (``--subject`` then filters
+keys, such as ``2026.monaco.race.*``). Stream and source records are private: their header
+and cookie values and URL query strings are shown as ``***``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from shared.codec import PayloadError, decode
 from shared.jobs import DeadLetter, ExtractJob
 from shared.logs import redact_text
 from shared.sessions import SessionEvent, phase_of
+from shared.sources import SourceChanged, SourceRecord, SourceStats
 from shared.streams import StreamRecord, record_secrets, remove_secrets
 
 #: Subjects a replay may not republish to: they are stored by Slipstream's own streams.
-OWN_SUBJECTS: Final = ("sessions.", "jobs.", "deadletter.", "channels.", "$KV.", "$JS.")
+OWN_SUBJECTS: Final = ("sessions.", "jobs.", "deadletter.", "sources.", "channels.", "$KV.",
+                         "$JS.")
 
 
 class ReplayError(Exception):
@@ -69,6 +71,13 @@ SOURCES: Final[dict[str, Source]] = {
     topology.SESSIONS_BUCKET: Source(topology.SESSIONS_BUCKET_STREAM,
                                      subjects.kv_subjects(topology.SESSIONS_BUCKET), SessionEvent,
                                      kv=True),
+    topology.SOURCE_CHANGES_STREAM: Source(topology.SOURCE_CHANGES_STREAM, "", SourceChanged),
+    topology.SOURCES_BUCKET: Source(topology.SOURCES_BUCKET_STREAM,
+                                    subjects.kv_subjects(topology.SOURCES_BUCKET), SourceRecord,
+                                    kv=True),
+    topology.SOURCE_STATS_BUCKET: Source(topology.SOURCE_STATS_BUCKET_STREAM,
+                                         subjects.kv_subjects(topology.SOURCE_STATS_BUCKET),
+                                         SourceStats, kv=True),
 }
 
 
@@ -122,6 +131,10 @@ def redact(value: msgspec.Struct | None) -> msgspec.Struct | None:
             headers=dict.fromkeys(value.headers, "***"),
             cookies=dict.fromkeys(value.cookies, "***"),
             variants=tuple(msgspec.structs.replace(v, uri=_redact_url(v.uri)) for v in value.variants))
+    if isinstance(value, SourceRecord):
+        return msgspec.structs.replace(value, url=_redact_url(value.url),
+                                       headers=dict.fromkeys(value.headers, "***"),
+                                       cookies=dict.fromkeys(value.cookies, "***"))
     return value
 
 
@@ -165,6 +178,12 @@ def summary(entry: Entry) -> str:
         detail = f": {value.detail}" if value.detail else ""
         return (f"on air {value.from_stream or 'nothing'} -> {value.to_stream or 'off-air slate'}"
                 f" ({value.reason.value}{detail})")
+    if isinstance(value, SourceChanged):
+        what = f" ({', '.join(value.changed)})" if value.action == "edited" else ""
+        return f"{value.action.value:<9} {value.source_id} by {value.who}{what}"
+    if isinstance(value, SourceRecord):
+        state = "enabled" if value.enabled else "disabled"
+        return f"{state:<9} {value.name or value.id} {value.url} via {value.extractor}"
     if isinstance(value, DeadLetter):
         return f"dead letter from {value.consumer} after {value.deliveries} tries: {value.reason}"
     return msgspec.json.encode(value).decode()[:100]

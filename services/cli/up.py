@@ -183,7 +183,10 @@ class _Up:
         if _wait_ready(self.sup, {n: health[n] for n in SERVICES}, self.stopping, self.say):
             demo = (f"\n  demo origin  http://{settings.demo.host}:{settings.demo.port}/"
                     if settings.demo.enabled else "")
+            admin = ("configured (gateway.admin_tokens)" if settings.gateway.admin_tokens
+                     else f"in {self.data_dir / 'admin.token'}")
             self.say(f"\nSlipstream is ready: open {settings.gateway_url}\n"
+                 f"  admin page   {settings.gateway_url}/#/admin (admin token {admin})\n"
                  f"  relay        {settings.relay_public_url}/{demo}\n"
                  f"  logs         {self.logs}\n"
                  "Ctrl-C stops everything.")

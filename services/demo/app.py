@@ -7,6 +7,7 @@ The same live playlists are served under three prefixes, each guarded differentl
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -154,6 +155,20 @@ def scripted_page(request: Request[object, object, State]) -> str:
     return pages.scripted(_origin(request).token)
 
 
+#: The header the keyed page needs, and what its value may be.
+KEY_HEADER = "x-demo-key"
+_KEY = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+@get("/pages/keyed", sync_to_thread=False)
+def keyed_page(request: Request[object, object, State]) -> Response[str]:
+    key = request.headers.get(KEY_HEADER, "")
+    if not _KEY.match(key):
+        return Response("this page needs the X-Demo-Key header (letters, digits, -)",
+                        status_code=403, media_type=MediaType.TEXT)
+    return Response(pages.keyed(key), media_type=MediaType.HTML)
+
+
 @get("/pages/embedded", media_type=MediaType.HTML, sync_to_thread=False)
 def embedded_page() -> str:
     return pages.embedded()
@@ -183,7 +198,7 @@ def create_app(*, renditions: list[Rendition] | None = None,
     state: dict[str, object] = {"origin": origin}
     handlers: list[ControllerRouterHandler] = [
         live_master, live_file, token_master, token_file, secure_master, secure_file, index_page,
-        plain_page, scripted_page, embedded_page, embed_player, healthz]
+        plain_page, scripted_page, embedded_page, keyed_page, embed_player, healthz]
     if gallery:
         state["gallery"] = Gallery(list(origin.renditions.values()), origin.now, gallery_secret)
         handlers.append(gallery_router())

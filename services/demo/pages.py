@@ -43,6 +43,15 @@ def plain() -> str:
     ))
 
 
+def keyed(key: str) -> str:
+    """(d) A page that needs a header (``X-Demo-Key``): the playlist link carries the key, so
+    which key resolved a stream shows in its URL (operators' sources with custom headers)."""
+    return _page("Demo stream: keyed", (
+        "<video controls muted playsinline width=640>"
+        f"<source src='/live/master.m3u8?key={key}' type='application/x-mpegURL'></video>"
+    ))
+
+
 def scripted(token: str) -> str:
     """(b) The URL exists only after the script runs: the token is assembled from char codes."""
     codes = json.dumps([ord(c) for c in reversed(token)])

@@ -23,10 +23,14 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
+from services.extractor.catalog import for_session
+from services.extractor.check import check_source
 from services.extractor.extractors.browser import CHROMIUM
+from services.extractor.follow import SourceFollower, restore_from_events, seed
 from services.extractor.jobs import Jobs
 from services.extractor.metrics import EVENTS, JOBS
 from services.extractor.registry import Context
+from services.extractor.resolve import page_url
 from services.extractor.worker import Decision
 from shared import bus, logs, subjects, topology
 from shared.cache import SharedState
@@ -37,8 +41,9 @@ from shared.egress_proxy import EgressProxy
 from shared.health import Readiness
 from shared.identity import BROWSER_USER_AGENT
 from shared.jobs import DeadLetter, ExtractJob
-from shared.sessions import SessionEvent
+from shared.sessions import Session, SessionEvent, SessionKind
 from shared.settings import Settings, SourceSettings
+from shared.sources import CheckReply, CheckRequest
 from shared.tasks import background
 from shared.times import SystemClock
 
@@ -50,6 +55,10 @@ DESCRIPTION = (
     "fresh in the streams KV."
 )
 HEARTBEAT: Final = 10.0
+#: The session a check fills a source's URL template with when none is on.
+SAMPLE_SESSION: Final = Session(key="2026.sample.race", season=2026, round=1, event="Sample",
+                                circuit="sample", country="sample", kind=SessionKind.RACE,
+                                name="Race")
 WORKERS: Final = 4
 
 
@@ -65,6 +74,8 @@ class ExtractorApp:
         if settings.redis.url:
             self.readiness.add("redis", self.shared.check)
         self.jobs: Jobs | None = None
+        self.follower: SourceFollower | None = None
+        self.readiness.add("sources", self._sources_ready)
         self.stopping = False
         self._runs: set[asyncio.Task[Decision]] = set()
         self.http: httpx.AsyncClient | None = None
@@ -88,6 +99,16 @@ class ExtractorApp:
             "at once. One extractor of the queue group 'extractor' answers a ReresolveReply "
             "(accepted, unknown or unavailable)",
         )(self.on_reresolve)
+        self.broker.subscriber(
+            subjects.EXTRACTOR_CHECK, queue=subjects.EXTRACTOR_QUEUE,
+            description="Check one source now (the admin page's and `slipstream sources check "
+            "ID`): every extractor of its chain runs on its page (for a session on now, else a "
+            "sample one) and one extractor of the queue group answers a CheckReply with every "
+            "candidate and its verdict (URL queries and secrets hidden)",
+        )(self.on_check)
+
+    async def _sources_ready(self) -> str | None:
+        return None if self.jobs is not None else "sources not loaded yet"
 
     def context(self, source: SourceSettings) -> Context:
         if self.http is None or self.proxy is None:
@@ -209,6 +230,29 @@ class ExtractorApp:
                                    detail=str(exc) or type(exc).__name__)
         return encode(reply)
 
+    async def on_check(self, msg: NatsMessage) -> bytes:
+        """Run the extractor chain on one source now (enabled or not) and answer a
+        ``CheckReply`` with every candidate and its verdict."""
+        try:
+            request = decode(msg.raw_message.data, CheckRequest)
+        except PayloadError as exc:
+            return encode(CheckReply(source_id="", error=str(exc)[:300]))
+        jobs, follower = self.jobs, self.follower
+        if jobs is None or follower is None or self.stopping:
+            return encode(CheckReply(source_id=request.source_id,
+                                     error="the extractor is starting or stopping"))
+        record = follower.records.get(request.source_id)
+        if record is None:
+            return encode(CheckReply(source_id=request.source_id,
+                                     error=f"no source {request.source_id!r}"))
+        source = record.settings()
+        sessions = [s for s in await jobs.active_sessions()
+                    if source in for_session({source.id: source}, s)]
+        session = sessions[0] if sessions else SAMPLE_SESSION
+        log.info("source check asked", source=source.id, session=session.key)
+        reply = await check_source(source, page_url(source, session), self.context(source))
+        return encode(reply)
+
     @staticmethod
     async def _give_back(msg: NatsMessage) -> None:
         """Return a job to the queue now, for another replica (or this one after a restart).
@@ -235,12 +279,28 @@ class ExtractorApp:
         js = nc.jetstream()
         self.http = await self._resources.enter_async_context(client(self.policy))
         self.proxy = await self._resources.enter_async_context(EgressProxy(self.policy))
-        self.jobs = Jobs(self.settings, js, streams=await topology.streams_kv(js),
-                         sessions=await topology.sessions_kv(js), context=self.context,
-                         clock=SystemClock(), shared=self.shared)
-        log.info("extractor ready", sources=sorted(self.jobs.catalog))
-        await stop.wait()
-        self.cancel_runs()
+        jobs = Jobs(self.settings, js, streams=await topology.streams_kv(js),
+                    sessions=await topology.sessions_kv(js), context=self.context,
+                    clock=SystemClock(), shared=self.shared)
+        jobs.stats = await topology.source_stats_kv(js)
+        sources_kv = await topology.sources_kv(js)
+        await seed(js, sources_kv, self.settings)
+        await restore_from_events(js, sources_kv)
+        self.follower = SourceFollower(self.settings, js, sources_kv, jobs)
+        async with background(self.follower.run(), "sources", critical=True):
+            waits = {asyncio.create_task(self.follower.mirror.synced.wait()),
+                     asyncio.create_task(stop.wait())}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+            if not stop.is_set():
+                self.jobs = jobs
+                log.info("extractor ready", sources=sorted(jobs.catalog))
+                await stop.wait()
+            self.cancel_runs()
 
     async def close(self) -> None:
         """After the broker drained: close the browser, the proxy and the client."""

@@ -21,7 +21,8 @@ from services.extractor.resolve import attempt
 from shared.egress import EgressPolicy, client, policy_for
 from shared.egress_proxy import EgressProxy
 from shared.runtime import read_runtime
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings, SettingsError, SourceSettings, load_settings
+from shared.sources import CandidateVerdict, CheckAttempt, CheckReply, redact
 
 
 def _policy(settings: Settings) -> EgressPolicy:
@@ -65,6 +66,24 @@ async def check(url: str, choice: str, settings: Settings, out: list[str]) -> in
         finally:
             await CHROMIUM.shutdown()
     return 0 if worked else 1
+
+
+async def check_source(source: SourceSettings, url: str, ctx: Context) -> CheckReply:
+    """Every extractor of the source's chain on its page now, each candidate with its verdict
+    (what the admin page's "check now" shows). URL queries and the source's header and cookie
+    values are taken out of what it says."""
+    secrets = [*source.headers.values(), *source.cookies.values()]
+    attempts: list[CheckAttempt] = []
+    for entry in registry.chain(source.extractor, url):
+        tried, judged = await attempt(entry.name, url, ctx)
+        attempts.append(CheckAttempt(
+            extractor=entry.name, ok=judged.live is not None, elapsed_ms=round(tried.elapsed_ms, 1),
+            detail=redact(tried.detail, secrets)[:500],
+            candidates=[CandidateVerdict(url=redact(v.url, secrets), via=v.via, verdict=v.verdict,
+                                         why=redact(v.why, secrets)[:300])
+                        for v in tried.candidates]))
+    return CheckReply(source_id=source.id, page_url=redact(url, secrets),
+                      ok=any(a.ok for a in attempts), attempts=attempts)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -15,11 +15,14 @@ the refusal queue one job between them.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
 import msgspec
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -39,7 +42,7 @@ from services.extractor.resolve import (
     to_record,
 )
 from services.extractor.worker import Decision
-from shared import logs, subjects
+from shared import logs, sources, subjects
 from shared.cache import LimitTimeoutError, SharedState
 from shared.codec import PayloadError, decode, encode
 from shared.control import ReresolveOutcome, ReresolveReply
@@ -47,6 +50,7 @@ from shared.jobs import ExtractJob
 from shared.kv import keys as kv_keys
 from shared.sessions import Phase, Session, SessionEvent, phase_of
 from shared.settings import Settings, SourceSettings
+from shared.sources import SourceStats
 from shared.streams import Health, StreamRecord
 from shared.times import Clock
 
@@ -58,10 +62,11 @@ STOPS = frozenset({Phase.ENDED, Phase.CANCELLED, Phase.RESCHEDULED})
 RERESOLVE_WINDOW: Final = 10
 
 
-def job_id(session: Session, source_id: str) -> str:
-    """Message id of a job: one per session, source and start time."""
+def job_id(session: Session, source_id: str, generation: int = 0) -> str:
+    """Message id of a job: one per session, source (generation) and start time."""
     start = session.start.isoformat() if session.start else "tbc"
-    return f"{session.key}:{source_id}:{start}"
+    suffix = f":g{generation}" if generation else ""
+    return f"{session.key}:{source_id}:{start}{suffix}"
 
 
 class Jobs:
@@ -77,8 +82,85 @@ class Jobs:
         self.context = context
         self.clock = clock
         self.shared = shared or SharedState(None)
+        #: Enabled sources by id (the settings' until the ``sources`` bucket is followed).
         self.catalog = catalog.sources(settings)
+        #: Generation of each enabled source (see ``shared.sources``).
+        self.generations: dict[str, int] = {}
+        #: Where resolution outcomes are counted (the ``source-stats`` bucket), if anywhere.
+        self.stats: KeyValue | None = None
         self.last_probe: dict[str, ProbeResult] = {}
+
+    def current(self, source_id: str, generation: int) -> SourceSettings | None:
+        """The enabled source a job of ``generation`` works for, or None (gone, disabled, or
+        enabled again since: a newer job owns its streams)."""
+        source = self.catalog.get(source_id)
+        if source is None:
+            return None
+        if generation and self.generations.get(source_id, 0) not in (0, generation):
+            return None
+        return source
+
+    def superseded(self, source_id: str, generation: int) -> bool:
+        """Whether the source is enabled under a newer generation than the job's."""
+        return (source_id in self.catalog and generation != 0
+                and self.generations.get(source_id, 0) not in (0, generation))
+
+    async def active_sessions(self) -> list[Session]:
+        """Sessions that are upcoming or live now, from the ``sessions`` bucket."""
+        found = []
+        for key in await kv_keys(self.sessions):
+            event = await self.session_event(key)
+            if event is not None and phase_of(event) in STARTS:
+                found.append(event.session)
+        return found
+
+    async def start_source(self, source_id: str) -> int:
+        """Queue keep-fresh jobs of a new or re-enabled source for the sessions on now; every
+        replica may do it: the message ids make it once. Returns how many were queued."""
+        source = self.catalog.get(source_id)
+        if source is None:
+            return 0
+        generation = self.generations.get(source_id, 0)
+        queued = 0
+        for session in await self.active_sessions():
+            if source not in catalog.for_session({source_id: source}, session):
+                continue
+            job = ExtractJob(session=session, source_id=source_id, generation=generation)
+            ack = await self.js.publish(subjects.extract_job(session.key, source_id), encode(job),
+                                        headers={"Nats-Msg-Id": job_id(session, source_id,
+                                                                       generation)})
+            queued += 0 if ack.duplicate else 1
+        log.info("source started", source=source_id, queued=queued)
+        return queued
+
+    async def stop_source(self, source_id: str) -> int:
+        """Remove the streams of a disabled or removed source (its jobs stop at their next
+        run). Returns how many were removed."""
+        keys = await kv_keys(self.streams, subjects.source_streams(source_id))
+        for key in keys:
+            with contextlib.suppress(KeyNotFoundError):
+                await self.streams.delete(key)
+            self.last_probe.pop(key, None)
+        log.info("source stopped; its streams removed", source=source_id, streams=len(keys))
+        return len(keys)
+
+    async def reresolve_source(self, source_id: str, revision: int) -> int:
+        """Queue a one-off re-resolve of each stream of an edited source for the sessions on
+        now (once per revision of the source, whichever replica queues it)."""
+        source = self.catalog.get(source_id)
+        if source is None:
+            return 0
+        queued = 0
+        for session in await self.active_sessions():
+            if source not in catalog.for_session({source_id: source}, session):
+                continue
+            job = ExtractJob(session=session, source_id=source_id, reresolve=True)
+            ack = await self.js.publish(
+                subjects.extract_job(session.key, source_id), encode(job),
+                headers={"Nats-Msg-Id": f"edit:{session.key}:{source_id}:{revision}"})
+            queued += 0 if ack.duplicate else 1
+        log.info("source edited; re-resolving", source=source_id, queued=queued)
+        return queued
 
     async def on_session(self, event: SessionEvent) -> int:
         """React to a session event; returns how many jobs were queued."""
@@ -87,9 +169,11 @@ class Jobs:
         if phase in STARTS:
             queued = 0
             for source in catalog.for_session(self.catalog, session):
-                job = ExtractJob(session=session, source_id=source.id)
+                generation = self.generations.get(source.id, 0)
+                job = ExtractJob(session=session, source_id=source.id, generation=generation)
                 ack = await self.js.publish(subjects.extract_job(session.key, source.id), encode(job),
-                                            headers={"Nats-Msg-Id": job_id(session, source.id)})
+                                            headers={"Nats-Msg-Id": job_id(session, source.id,
+                                                                           generation)})
                 queued += 0 if ack.duplicate else 1
             log.info("jobs queued", session=session.key, phase=phase.value, queued=queued)
             return queued
@@ -159,7 +243,12 @@ class Jobs:
         """One run of a job."""
         session = job.session
         key = subjects.stream_key(session.key, job.source_id)
-        source = self.catalog.get(job.source_id)
+        if self.superseded(job.source_id, job.generation):
+            log.info("job of an older generation of its source stopped", key=key)
+            return Decision(stop=True)  # the newer generation's job owns the record
+        source = self.current(job.source_id, job.generation)
+        if source is not None and source.kinds and session.kind not in source.kinds:
+            source = None  # edited to serve other kinds of session: this stream goes
         phase = await self.phase(session.key)
         if phase is None and not worker.is_over(session, self.clock.now(),
                                                 self.settings.scheduler.grace):
@@ -184,21 +273,34 @@ class Jobs:
                                             probe_interval=interval)
         else:
             decision = worker.after_success(fresh, now, interval)
-        if decision.write is not None and _changed(record, decision.write):
-            try:
-                if revision is None:
-                    await self.streams.create(key, encode(decision.write))
-                else:
-                    await self.streams.update(key, encode(decision.write), last=revision)
-            except KeyWrongLastSequenceError:
-                log.info("record changed under us; running again", key=key)
-                return Decision(next_run=1.0)
-            if record is None or record.health != decision.write.health:
-                log.info("stream", key=key, health=decision.write.health.value,
-                         extractor=decision.write.extractor, detail=decision.write.health_detail)
+        if self.current(job.source_id, job.generation) != source:
+            # The source changed while this run worked: what it found is for the old one.
+            log.info("source changed during the run; result dropped", key=key)
+            return Decision(next_run=1.0)
+        if decision.write is not None and not await self._write(key, record, revision,
+                                                                 decision.write):
+            return Decision(next_run=1.0)
         log.debug("job run", key=key, attempt=attempt, next_run=decision.next_run,
                   stop=decision.stop)
         return decision
+
+    async def _write(self, key: str, record: StreamRecord | None, revision: int | None,
+                     write: StreamRecord) -> bool:
+        """Write a run's record if it changed (compare-and-set); False if it changed under us."""
+        if not _changed(record, write):
+            return True
+        try:
+            if revision is None:
+                await self.streams.create(key, encode(write))
+            else:
+                await self.streams.update(key, encode(write), last=revision)
+        except KeyWrongLastSequenceError:
+            log.info("record changed under us; running again", key=key)
+            return False
+        if record is None or record.health != write.health:
+            log.info("stream", key=key, health=write.health.value, extractor=write.extractor,
+                     detail=write.health_detail)
+        return True
 
     async def _reresolve_now(self, record: StreamRecord | None, revision: int | None, *,
                              source: SourceSettings, session: Session, key: str,
@@ -214,6 +316,9 @@ class Jobs:
             return Decision(stop=True)
         self.last_probe[key] = resolution.probe
         fresh = to_record(resolution, source=source, session=session, now=now)
+        if self.catalog.get(source.id) != source:
+            log.info("source changed during the re-resolve; result dropped", key=key)
+            return Decision(stop=True)
         if _changed(record, fresh):
             try:
                 if revision is None:
@@ -244,18 +349,54 @@ class Jobs:
             else:
                 if result.health is not Health.DEAD:
                     return Resolution(found=found, extractor=hit.extractor, probe=result)
+        started = time.monotonic()
         try:
             async with self.shared.limit(f"source:{source.id}", source.max_concurrent,
                                          wait=ctx.deadline):
                 resolution = await resolve(url, source.extractor, ctx)
         except LimitTimeoutError as exc:
             raise ResolveError([Attempt("limit", ok=False, detail=str(exc), elapsed_ms=0)]) from exc
+        except ResolveError as exc:
+            await self.count(source, ok=False, extractor="", started=started, error=str(exc))
+            raise
+        await self.count(source, ok=True, extractor=resolution.extractor, started=started)
         expires = resolution.found.expires_at or expiry_from_url(resolution.found.url)
         ttl = source.refresh
         if expires is not None:
             ttl = min(ttl, (expires - self.clock.now()).total_seconds() - 60)
         await self.shared.set(key, encode(CachedFound.of(resolution)), ttl)
         return resolution
+
+    async def count(self, source: SourceSettings, *, ok: bool, extractor: str, started: float,
+                    error: str = "") -> None:
+        """Count one resolution in the source's statistics (compare-and-set, a few tries:
+        replicas count at once; statistics are worth less than the job, so a failure to count
+        is logged and forgotten)."""
+        if self.stats is None:
+            return
+        secrets = [*source.headers.values(), *source.cookies.values()]
+        text = sources.redact(error, secrets)[:500]
+        elapsed = (time.monotonic() - started) * 1000
+        for _ in range(5):
+            try:
+                try:
+                    entry = await self.stats.get(source.id)
+                    old = decode(entry.value, SourceStats) if entry.value else None
+                    revision: int | None = entry.revision
+                except KeyNotFoundError:
+                    old, revision = None, None
+                new = sources.record_attempt(old, source.id, ok=ok, extractor=extractor,
+                                             elapsed_ms=elapsed, error=text, at=self.clock.now())
+                if revision is None:
+                    await self.stats.create(source.id, encode(new))
+                else:
+                    await self.stats.update(source.id, encode(new), last=revision)
+            except KeyWrongLastSequenceError:
+                continue
+            except (PayloadError, NatsError, TimeoutError) as exc:
+                log.warning("source statistics not updated", source=source.id,
+                            error=str(exc) or type(exc).__name__)
+            return
 
     async def _refresh(self, record: StreamRecord | None, source: SourceSettings, session: Session,
                        key: str, now: datetime) -> StreamRecord:

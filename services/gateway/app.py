@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Litestar, MediaType, Response, WebSocket, get, websocket
+from litestar import Litestar, MediaType, Response, Router, WebSocket, get, websocket
 from litestar.connection import ASGIConnection
 from litestar.datastructures import CacheControlHeader, State
 from litestar.exceptions import NotAuthorizedException, NotFoundException, WebSocketDisconnect
@@ -26,16 +26,23 @@ from litestar.params import FromPath, FromQuery
 from litestar.static_files import create_static_files_router
 
 import shared
+from services.gateway.admin import Admin, admin_tokens
+from services.gateway.admin import follow as admin_follow
+from services.gateway.admin import router as admin_router
+from services.gateway.channels import ChannelBoard, KeyRing, follow_switches
+from services.gateway.export_routes import EXPORT_ROUTES, logo
 from services.gateway.feed import FeedClient, Hub, stream_key_parts
 from services.gateway.views import Views, ics, m3u
 from shared import logs, topology
-from shared.feed import CLOSE_REASONS, CLOSE_TRY_LATER, Snapshot
+from shared.channels import LIVE_NOW, ChannelSwitch
+from shared.feed import CLOSE_REASONS, CLOSE_TRY_LATER, SessionView, Snapshot
 from shared.health import ROUTES, ReadyReport
 from shared.kvmirror import KvMirror
 from shared.relay_urls import Signer, load_secret
 from shared.service import NatsLink, readiness_for
-from shared.sessions import SessionEvent, SessionStatus
+from shared.sessions import SessionEvent, status_of
 from shared.settings import Settings
+from shared.sources import SourceRecord, SourceStats
 from shared.streams import StreamRecord, StreamView
 from shared.subjects import InvalidTokenError, check_session_key
 from shared.tasks import background
@@ -44,13 +51,13 @@ SERVICE = "gateway"
 log = logs.get(__name__)
 
 
-class SessionDetail(SessionStatus, frozen=True, kw_only=True):
+class SessionDetail(SessionView, frozen=True, kw_only=True):
     """One session with its streams (public views)."""
 
     streams: list[StreamView]
 
 
-class LiveNow(SessionStatus, frozen=True, kw_only=True):
+class LiveNow(SessionView, frozen=True, kw_only=True):
     """A live session with its streams."""
 
     streams: list[StreamView]
@@ -81,15 +88,16 @@ async def status(state: State) -> ReadyReport:
 
 
 @get("/api/sessions", sync_to_thread=False, guards=[require_token])
-def sessions(state: State, season: FromQuery[int | None] = None) -> list[SessionStatus]:
-    """Every session (the season calendar), by start time, with its current phase."""
+def sessions(state: State, season: FromQuery[int | None] = None) -> list[SessionView]:
+    """Every session (the season calendar), by start time, with its current phase and, once it
+    has streams, its channel (``channel_url``, ``on_air``)."""
     views: Views = state.views
-    return views.session_statuses(season)
+    return views.session_views(season)
 
 
 @get("/api/sessions/{key:str}", sync_to_thread=False, guards=[require_token])
 def session(state: State, key: FromPath[str]) -> SessionDetail:
-    """One session, with its streams."""
+    """One session, with its streams and its channel."""
     views: Views = state.views
     try:
         check_session_key(key)
@@ -98,8 +106,8 @@ def session(state: State, key: FromPath[str]) -> SessionDetail:
     found = views.session(key)
     if found is None:
         raise NotFoundException(f"no session {key!r}")
-    return SessionDetail(session=found.session, phase=found.phase, since=found.since,
-                         revision=found.revision, streams=views.stream_views(key))
+    return SessionDetail(**msgspec.structs.asdict(views.session_view(found)),
+                         streams=views.stream_views(key))
 
 
 @get("/api/streams", sync_to_thread=False, guards=[require_token])
@@ -111,9 +119,9 @@ def streams(state: State, session: FromQuery[str | None] = None) -> list[StreamV
 
 @get("/api/live", sync_to_thread=False, guards=[require_token])
 def live(state: State) -> list[LiveNow]:
-    """The sessions live now, with their streams."""
+    """The sessions live now, with their streams and channels."""
     views: Views = state.views
-    return [LiveNow(session=s.session, phase=s.phase, since=s.since, revision=s.revision,
+    return [LiveNow(**msgspec.structs.asdict(views.session_view(s)),
                     streams=views.stream_views(s.session.key)) for s in views.live()]
 
 
@@ -168,7 +176,7 @@ async def feed(socket: WebSocket[Any, Any, Any], state: State,
     try:
         await socket.accept()
         snapshot = Snapshot(
-            sessions=[s for s in views.session_statuses()
+            sessions=[s for s in views.session_views()
                       if session is None or s.session.key == session],
             streams=views.stream_views(session),
             revision=max(views.sessions.revision, views.streams.revision))
@@ -264,7 +272,14 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
     views = Views(sessions=KvMirror[SessionEvent](SessionEvent),
                   streams=KvMirror(StreamRecord, keep_lost=settings.gateway.reresolve_window),
                   signer=Signer(load_secret(settings.relay.secret, settings.data_path)),
-                  relay_url=settings.relay_public_url, url_ttl=settings.relay.url_ttl)
+                  relay_url=settings.relay_public_url, url_ttl=settings.relay.url_ttl,
+                  channels=ChannelBoard(KeyRing(settings.relay.channel_keys, settings.data_path),
+                                        settings.relay_public_url))
+
+    def channel_changed(session: str) -> None:
+        change = views.channel_update(session)
+        if change is not None:
+            hub.channel_changed(change)
 
     def stream_changed(key: str, record: StreamRecord | None, revision: int) -> None:
         session_key, stream_id = stream_key_parts(key)
@@ -272,6 +287,7 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
         view = (views.view(record, revision) if record else
                 views.reresolving(lost) if lost else None)
         hub.stream_changed(view, session_key, stream_id, revision)
+        channel_changed(session_key)
 
     async def expire_reresolving() -> None:
         """Streams not re-resolved within the window are gone after all: say so."""
@@ -280,11 +296,18 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
             for key, lost in views.streams.expire_lost(time.monotonic()):
                 log.warning("stream not re-resolved in time; taken as gone", stream=key)
                 hub.stream_changed(None, *stream_key_parts(key), lost.revision)
+                channel_changed(stream_key_parts(key)[0])
 
     def session_changed(key: str, event: SessionEvent | None, revision: int) -> None:
         if event is not None:
-            hub.session_changed(event, revision)
+            hub.session_changed(views.session_view(status_of(event, revision)))
 
+    def switched(switch: ChannelSwitch) -> None:
+        if views.channels.switched(switch) and switch.channel != LIVE_NOW:
+            channel_changed(switch.channel)
+
+    admin = Admin(sources=KvMirror(SourceRecord), stats=KvMirror(SourceStats),
+                  streams=views.streams)
     views.streams.on_change = stream_changed
     views.sessions.on_change = session_changed
     readiness = readiness_for(link)
@@ -304,7 +327,10 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
         # A bucket re-created behind our back restarts its revisions: clients reconnect for a
         # fresh snapshot rather than ignore the new, lower revisions.
         streams = views.streams.follow_forever(js, topology.STREAMS_BUCKET, on_reset=hub.reset)
-        async with background(streams, "streams", critical=True):
+        async with (background(streams, "streams", critical=True),
+                    background(admin_follow(admin, link.client), "sources", critical=True),
+                    background(follow_switches(link.client, switched), "channel-switches",
+                               critical=True)):
             await views.sessions.follow_forever(js, topology.SESSIONS_BUCKET, on_reset=hub.reset)
 
     @contextlib.asynccontextmanager
@@ -320,11 +346,14 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
 
     return Litestar(
         route_handlers=[*ROUTES, status, sessions, session, streams, live, export_m3u, export_ics,
-                        feed, home, favicon, asyncapi, _ui_assets(ui)],
+                        feed, home, favicon, asyncapi, _ui_assets(ui), admin_router(),
+                        Router("/export", route_handlers=EXPORT_ROUTES, guards=[require_token]),
+                        logo],
         lifespan=[lifespan],
         state=State({"readiness": readiness, "views": views, "hub": hub,
                      "origins": settings.ui_origins, "ui": ui,
-                     "token": settings.gateway.token}),
+                     "token": settings.gateway.token, "admin": admin,
+                     "admin_tokens": admin_tokens(settings)}),
         openapi_config=OpenAPIConfig(title="Slipstream gateway", version="0.1.0"),
         logging_config=None,
     )

@@ -24,12 +24,13 @@ from prometheus_client import Counter, Gauge
 from shared.feed import (
     CLOSE_RELOADED,
     CLOSE_TOO_SLOW,
+    ChannelChanged,
     Heartbeat,
     SessionChanged,
+    SessionView,
     StreamChanged,
     StreamRemoved,
 )
-from shared.sessions import SessionEvent, status_of
 from shared.streams import StreamView
 
 #: Messages a client may have waiting before it is cut off.
@@ -144,9 +145,12 @@ class Hub:
         else:
             self.publish(session, StreamChanged(stream=view))
 
-    def session_changed(self, event: SessionEvent, revision: int) -> None:
+    def session_changed(self, view: SessionView) -> None:
         CHANGES.labels("sessions").inc()
-        self.publish(event.session.key, SessionChanged(status=status_of(event, revision)))
+        self.publish(view.session.key, SessionChanged(status=view))
+
+    def channel_changed(self, change: ChannelChanged) -> None:
+        self.publish(change.session, change)
 
     def reset(self) -> None:
         """Ask every client to reconnect (close 1012) and start from a fresh snapshot."""

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from services.gateway.channels import ChannelBoard
+from shared.feed import ChannelChanged, SessionView
 from shared.kvmirror import KvMirror, Lost
 from shared.relay_urls import Signer
 from shared.sessions import Phase, SessionEvent, SessionStatus, status_of
@@ -31,6 +33,7 @@ class Views:
     signer: Signer
     relay_url: str
     url_ttl: float
+    channels: ChannelBoard
 
     def session_statuses(self, season: int | None = None) -> list[SessionStatus]:
         statuses = [status_of(event, revision) for event, revision in self.sessions.values.values()
@@ -40,6 +43,24 @@ class Views:
     def session(self, key: str) -> SessionStatus | None:
         found = self.sessions.values.get(key)
         return status_of(*found) if found else None
+
+    def with_streams(self) -> set[str]:
+        """The sessions that have at least one stream (so a channel to play)."""
+        keys = [*self.streams.values, *self.streams.lost]
+        return {key.rpartition(".")[0] for key in keys}
+
+    def session_views(self, season: int | None = None) -> list[SessionView]:
+        """Every session's public view (status and channel), by start time."""
+        with_streams = self.with_streams()
+        return [self.channels.view(s, s.session.key in with_streams)
+                for s in self.session_statuses(season)]
+
+    def session_view(self, status: SessionStatus) -> SessionView:
+        return self.channels.view(status, status.session.key in self.with_streams())
+
+    def channel_update(self, session: str) -> ChannelChanged | None:
+        """``session``'s channel fields, when its feed clients have not been sent them yet."""
+        return self.channels.unsent(session, session in self.with_streams())
 
     def view(self, record: StreamRecord, revision: int) -> StreamView:
         """The public view of one record, with a freshly signed playback URL."""

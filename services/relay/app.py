@@ -19,7 +19,9 @@ from prometheus_client import Counter
 
 from services.relay.channel import Channels, KeyRing, Outbox
 from services.relay.channel_routes import channel_routes
-from services.relay.relay import BLOCKING_PARAMS, Relay, RelayError, Served
+from services.relay.edge import Edge
+from services.relay.heads import BYTES_OUT, PLAYLIST_HEADERS, SECURITY_HEADERS, SEGMENT_HEADERS
+from services.relay.relay import BLOCKING_PARAMS, Relay, RelayError, Served, Target
 from services.relay.reresolve import Reresolver
 from services.relay.upstream import Upstream
 from shared import logs, topology
@@ -37,8 +39,6 @@ from shared.tasks import background
 log = logs.get(__name__)
 
 SERVICE = "relay"
-SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
-BYTES_OUT = Counter("slipstream_relay_bytes_out_total", "Bytes sent to viewers", ["stream"])
 ERRORS = Counter("slipstream_relay_errors_total", "Requests answered with an error", ["status"])
 
 
@@ -52,24 +52,22 @@ async def _counted(chunks: AsyncIterator[bytes], stream: str) -> AsyncIterator[b
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-async def _respond(served: Served, stream: str, *, head: bool = False,
+async def _respond(served: Served, target: Target, *, head: bool = False,
                    range_header: str | None = None) -> Response[Any]:
-    headers = dict(SECURITY_HEADERS)
+    stream = target.key
     if served.redirect is not None:
-        return Redirect(served.redirect, status_code=302, headers=headers)
-    if served.text is not None:
-        headers["Cache-Control"] = "no-cache"
-        data = served.text.encode()
-        if not head:
-            BYTES_OUT.labels(stream).inc(len(data))
+        return Redirect(served.redirect, status_code=302, headers=dict(SECURITY_HEADERS))
+    if served.page is not None:
+        headers = dict(PLAYLIST_HEADERS)
         if head:
-            headers["Content-Length"] = str(len(data))
+            headers["Content-Length"] = str(served.page.size(target.prefix))
             return Response(b"", media_type=served.content_type, headers=headers)
+        data = served.page.render(target.prefix)
+        BYTES_OUT.labels(stream).inc(len(data))
         return Response(data, media_type=served.content_type, headers=headers)
     if served.body is None:  # pragma: no cover - Served always carries one of the three
         raise RelayError(500, "empty response")
-    headers["Cache-Control"] = "public, max-age=60"
-    headers["Accept-Ranges"] = "bytes"
+    headers = dict(SEGMENT_HEADERS)
     if head or range_header:
         whole = await served.body.complete()
         if head:
@@ -80,6 +78,8 @@ async def _respond(served: Served, stream: str, *, head: bool = False,
         headers["Content-Range"] = f"bytes {start}-{end}/{len(whole)}"
         return Response(whole[start:end + 1], status_code=206, media_type=served.content_type,
                         headers=headers)
+    if served.body.done:  # whole (cached): its length is known, no chunked encoding
+        headers["Content-Length"] = str(served.body.size)
     return Stream(_counted(served.body.read(), stream), media_type=served.content_type,
                   headers=headers)
 
@@ -114,7 +114,7 @@ async def master(request: Request[Any, Any, Any], state: State, *, session: From
     """The stream's master playlist, rewritten."""
     relay: Relay = state.relay
     target = await relay.authorise(session, stream, token)
-    return await _respond(await relay.master(target), target.key, head=request.method == "HEAD")
+    return await _respond(await relay.master(target), target, head=request.method == "HEAD")
 
 
 @route("/s/{session:str}/{stream:str}/{token:str}/{kind:str}/{name:str}",
@@ -126,12 +126,13 @@ async def resource(request: Request[Any, Any, Any], state: State, *, session: Fr
     relay: Relay = state.relay
     target = await relay.authorise(session, stream, token)
     served = await relay.resource(target, kind, name, _blocking(request))
-    return await _respond(served, target.key, head=request.method == "HEAD",
+    return await _respond(served, target, head=request.method == "HEAD",
                           range_header=request.headers.get("range"))
 
 
-def create_app(settings: Settings, servers: list[str]) -> Litestar:
-    """The relay app; NATS connects in the background so health answers from the start."""
+def create_app(settings: Settings, servers: list[str]) -> Edge:
+    """The relay app (its edge in front of Litestar); NATS connects in the background so health
+    answers from the start. ``.state`` is the Litestar app's state."""
     link = NatsLink(servers, SERVICE, settings)
     records: KvMirror[StreamRecord] = KvMirror(StreamRecord)
     policy = policy_for(settings)
@@ -193,14 +194,16 @@ def create_app(settings: Settings, servers: list[str]) -> Litestar:
             await shared.close()
             await link.close()
 
-    origins = sorted(settings.ui_origins)
-    return Litestar(
+    cors = CORSConfig(allow_origins=sorted(settings.ui_origins),
+                      allow_methods=["GET", "HEAD", "OPTIONS"])
+    app = Litestar(
         route_handlers=[*ROUTES, master, resource, *channel_routes(_respond)],
         lifespan=[lifespan],
         state=State({"readiness": readiness, "relay": relay, "reresolver": reresolver,
                      "channels": channels}),
         exception_handlers={RelayError: _error},
-        cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "HEAD", "OPTIONS"]),
+        cors_config=cors,
         openapi_config=None,
         logging_config=None,
     )
+    return Edge(app, relay, cors)

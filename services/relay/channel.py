@@ -40,7 +40,7 @@ from prometheus_client import Counter
 
 from services.relay.channel_pick import Candidate, Observed, Picker, Rendition, Switch, match
 from services.relay.channel_splice import Media, Segment, SpliceError, Timeline, parse
-from services.relay.relay import PLAYLIST_TYPE, Relay, RelayError, Served, Target
+from services.relay.relay import PLAYLIST_TYPE, Page, Relay, RelayError, Served, Target
 from services.relay.rewrite import attributes
 from services.relay.sniff import CONTENT_TYPES
 from services.relay.sniff import Media as Sniffed
@@ -260,7 +260,7 @@ class Channels:
             if r.width and r.height:
                 attrs.append(f"RESOLUTION={r.width}x{r.height}")
             lines += [f"#EXT-X-STREAM-INF:{','.join(attrs)}", f"v{index}.m3u8"]
-        return Served(content_type=PLAYLIST_TYPE, text="\n".join(lines) + "\n")
+        return Served(content_type=PLAYLIST_TYPE, page=Page.of("\n".join(lines) + "\n"))
 
     async def media(self, channel: Channel, name: str) -> Served:
         """A slot's media playlist (``v<slot>.m3u8``)."""
@@ -280,7 +280,7 @@ class Channels:
                 await self._feed(channel, [index], self.clock())
         if not slot.timeline.entries:
             raise RelayError(503, "the channel has nothing to play yet")
-        return Served(content_type=PLAYLIST_TYPE, text=slot.timeline.render())
+        return Served(content_type=PLAYLIST_TYPE, page=Page.of(slot.timeline.render()))
 
     async def resource(self, channel: Channel, stream: str, kind: str, name: str) -> Served:
         """A segment (or key, init section) named by one of the channel's playlists."""
@@ -505,8 +505,10 @@ class Channels:
     async def _media(self, record: StreamRecord, url: str, observed: Observed,
                      now: float) -> Media | None:
         try:
-            served = await self.relay.playlist(self._target(record), url)
-            media = parse(served.text or "")
+            target = self._target(record)
+            served = await self.relay.playlist(target, url)
+            # The page has a slot where a viewer's prefix goes: here the relative stream key.
+            media = parse(served.page.render(target.prefix).decode() if served.page else "")
         except (RelayError, SpliceError) as exc:
             observed.playlist_failed(now, _public(exc.reason if isinstance(exc, RelayError)
                                                   else f"malformed playlist: {exc}"))

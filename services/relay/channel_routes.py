@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from litestar import HttpMethod, Request, Response, route
 from litestar.datastructures import State
@@ -20,6 +20,14 @@ from services.relay.relay import Served
 
 #: How the app answers with a :class:`Served` (``_respond`` of :mod:`services.relay.app`).
 Respond = Callable[..., Awaitable[Response[Any]]]
+
+
+class Answering(NamedTuple):
+    """What ``respond`` needs of a request's target: a metrics label and the prefix its
+    playlists' slots take (none: a channel's URIs are relative already)."""
+
+    key: str
+    prefix: str = ""
 
 
 def channel_routes(respond: Respond) -> list[HTTPRouteHandler]:
@@ -34,7 +42,7 @@ def channel_routes(respond: Respond) -> list[HTTPRouteHandler]:
         found = channels.authorise(channel, token)
         served: Served = await (channels.master(found) if name == "master.m3u8"
                                 else channels.media(found, name))
-        return await respond(served, f"channel:{channel}", head=request.method == "HEAD")
+        return await respond(served, Answering(f"channel:{channel}"), head=request.method == "HEAD")
 
     @route("/c/{channel:str}/{token:str}/{stream:str}/{kind:str}/{name:str}",
            http_method=[HttpMethod.GET, HttpMethod.HEAD])
@@ -45,7 +53,7 @@ def channel_routes(respond: Respond) -> list[HTTPRouteHandler]:
         channels: Channels = state.channels
         found = channels.authorise(channel, token)
         served = await channels.resource(found, stream, kind, name)
-        return await respond(served, f"channel:{channel}", head=request.method == "HEAD",
-                             range_header=request.headers.get("range"))
+        return await respond(served, Answering(f"channel:{channel}"),
+                             head=request.method == "HEAD", range_header=request.headers.get("range"))
 
     return [channel_playlist, channel_resource]

@@ -6,14 +6,20 @@ structure, see :mod:`services.relay.rewrite`); media segments are sniffed and cl
 arrive (:mod:`services.relay.sniff`) and answered with the Content-Type of what they turned out
 to be. When an upstream refuses the relay (401, 403, 410), ``on_refused`` is told the stream, so
 the extractor can re-resolve it at once.
+
+A playlist is rewritten once per upstream answer, not once per viewer: the rewritten text keeps
+:data:`SLOT` where each viewer's signed URL prefix goes (a :class:`Page`), and a viewer's copy is
+one join. The ``*_now`` methods answer from what is cached without waiting for anything, or say
+``None``: the relay's edge (:mod:`services.relay.edge`) serves cache hits with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 import httpx
@@ -28,6 +34,7 @@ from services.relay.sniff import (
     segment_extension,
 )
 from services.relay.upstream import Body, Upstream, UpstreamError
+from shared.fetch import Fetched
 from shared.kvmirror import KvMirror
 from shared.relay_urls import RelayTokenError, Signer
 from shared.streams import StreamRecord
@@ -43,6 +50,14 @@ PLAYLIST_TYPE: Final = CONTENT_TYPES[Media.PLAYLIST]
 LEARNABLE: Final = SEGMENTS - {Media.INIT}
 #: Upstream answers that mean the stream's URL (or its credentials) no longer works.
 REFUSALS: Final = frozenset({401, 403, 410})
+
+#: Where each viewer's URL prefix goes in a rewritten playlist kept for every viewer: NUL, which
+#: RFC 8216 forbids in playlists (one that holds it is refused as unusable).
+SLOT: Final = "\x00"
+_SLOT_BYTES: Final = SLOT.encode()
+
+#: Signed link prefixes remembered as checked (each viewer asks every couple of seconds).
+MAX_VERIFIED: Final = 16_384
 
 #: Told (stream key, upstream status, reason) when a stream's upstream refuses the relay.
 OnRefused = Callable[[str, int, str], None]
@@ -74,12 +89,37 @@ class Target:
     prefix: str
 
 
+@dataclass(frozen=True, eq=False)
+class Page:
+    """A rewritten playlist as every viewer of the stream gets it: ``text`` has :data:`SLOT`
+    where a viewer's signed URL prefix goes; ``parts`` is it encoded and split there, once."""
+
+    text: str
+    parts: tuple[bytes, ...]
+    #: A master playlist (variants), which no continuity renumbering applies to.
+    master: bool
+    #: Whatever a server builds once per page to send it (the edge's response heads).
+    heads: dict[str, object] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, text: str) -> Page:
+        return cls(text, tuple(text.encode().split(_SLOT_BYTES)), "#EXT-X-STREAM-INF" in text)
+
+    def render(self, prefix: str) -> bytes:
+        """The playlist one viewer gets: its own prefix in every URI."""
+        return prefix.encode().join(self.parts)
+
+    def size(self, prefix: str) -> int:
+        """``len(self.render(prefix))`` without rendering it."""
+        return sum(map(len, self.parts)) + (len(self.parts) - 1) * len(prefix.encode())
+
+
 @dataclass(frozen=True)
 class Served:
-    """A response: a playlist text, a body to stream, or a redirect (of one stream)."""
+    """A response: a playlist page, a body to stream, or a redirect (of one stream)."""
 
     content_type: str
-    text: str | None = None
+    page: Page | None = None
     body: Body | None = None
     redirect: str | None = None
 
@@ -105,6 +145,13 @@ class Relay:
         #: (stream, ref) -> (upstream URL served, its shift, where the served text ended).
         self.continuity: dict[tuple[str, str], tuple[str, Shift, Position]] = {}
         self._rebuilds: dict[str, asyncio.Task[None]] = {}
+        #: (session, stream, token) -> stream key and expiry of a link prefix checked already.
+        self._verified: dict[tuple[str, str, str], tuple[str, int]] = {}
+        #: (stream, playlist URL) -> the upstream answer and the page rewritten from it.
+        self._pages: dict[tuple[str, str], tuple[Fetched, Page]] = {}
+        #: (stream, ref) -> page rewritten, continuity state, page served (renumbered): what a
+        #: viewer following ``ref`` gets while neither changes.
+        self._followed: dict[tuple[str, str], tuple[Page, object, Page]] = {}
 
     def forget(self, key: str) -> None:
         """Drop everything learned about a removed stream, so memory follows the streams that
@@ -112,6 +159,9 @@ class Relay:
         self.refs.pop(key, None)
         self._paths.pop(key, None)
         self.slots.pop(key, None)
+        for table in (self._pages, self._followed):
+            for pair in [p for p in table if p[0] == key]:
+                del table[pair]
         for pair in [p for p in self.learned if p[0] == key]:
             del self.learned[pair]
         for pair in [p for p in self.orders if p[0] == key]:
@@ -119,7 +169,8 @@ class Relay:
         for pair in [p for p in self.continuity if p[0] == key]:
             del self.continuity[pair]
 
-    async def authorise(self, session: str, stream_id: str, token: str) -> Target:
+    def _verify(self, session: str, stream_id: str, token: str) -> str:
+        """The stream key a relay URL prefix is signed for, or :class:`RelayError`."""
         try:
             check_session_key(session)
             check_token(stream_id)
@@ -130,7 +181,10 @@ class Relay:
         except RelayTokenError as exc:
             raise RelayError(410 if exc.expired else 403,
                              "this link has expired" if exc.expired else "invalid link") from exc
-        key = f"{session}.{stream_id}"
+        return f"{session}.{stream_id}"
+
+    async def authorise(self, session: str, stream_id: str, token: str) -> Target:
+        key = self._verify(session, stream_id, token)
         if not self.records.synced.is_set():
             try:
                 await asyncio.wait_for(self.records.synced.wait(), 5)
@@ -141,6 +195,26 @@ class Relay:
             if key in self.records.gone:
                 raise RelayError(410, "this stream has ended")
             raise RelayError(404, "no such stream")
+        return Target(key=key, record=record, prefix=f"/s/{session}/{stream_id}/{token}")
+
+    def authorise_now(self, session: str, stream_id: str, token: str) -> Target | None:
+        """:meth:`authorise` when it needs no waiting and succeeds, else ``None``. A prefix that
+        checked out is remembered until it expires: one HMAC per viewer's link, not per request."""
+        link = (session, stream_id, token)
+        known = self._verified.get(link)
+        if known is not None and known[1] >= time.time():
+            key = known[0]
+        else:
+            try:
+                key = self._verify(session, stream_id, token)
+            except RelayError:
+                return None
+            if len(self._verified) >= MAX_VERIFIED:
+                self._verified.clear()
+            self._verified[link] = (key, int(token.partition(".")[0], 36))
+        record = self.records.get(key) if self.records.synced.is_set() else None
+        if record is None:
+            return None
         return Target(key=key, record=record, prefix=f"/s/{session}/{stream_id}/{token}")
 
     def _minter(self, key: str, prefix: str, playlist: str = "") -> Mint:
@@ -185,19 +259,44 @@ class Relay:
         except UpstreamError as exc:
             self._refused(target.key, exc)
             raise RelayError(exc.status, exc.reason) from exc
+        kept = self._pages.get((target.key, url))
+        if kept is not None and kept[0] is got:  # rewritten already: the same upstream answer
+            return Served(content_type=PLAYLIST_TYPE, page=kept[1])
+        text = got.text
+        if SLOT in text:
+            self.upstream.forget(url)
+            raise RelayError(502, "upstream sent an unusable playlist: a control character (NUL)")
         try:
-            text = rewrite(got.text, str(got.url),
-                           mint or self._minter(target.key, target.prefix, url))
+            text = rewrite(text, str(got.url), mint or self._minter(target.key, SLOT, url))
         except PlaylistError as exc:
             self.upstream.forget(url)
             raise RelayError(502, f"upstream sent an unusable playlist: {exc}") from exc
-        return Served(content_type=PLAYLIST_TYPE, text=text)
+        page = Page.of(text)
+        if not blocking:  # blocking answers are one viewer's: never kept
+            self._pages[(target.key, url)] = (got, page)
+        return Served(content_type=PLAYLIST_TYPE, page=page)
+
+    def _page_now(self, key: str, url: str) -> Page | None:
+        """The page of the playlist at ``url`` if it is rewritten from a fresh cached answer."""
+        got = self.upstream.cached_playlist(url)
+        kept = self._pages.get((key, url))
+        if got is None or kept is None or kept[0] is not got:
+            return None
+        return kept[1]
+
+    def master_now(self, target: Target) -> Served | None:
+        """:meth:`master` if the master is cached and rewritten already, else ``None``."""
+        page = self._page_now(target.key, target.record.upstream_url)
+        if page is None:
+            return None
+        self.upstream.hit_playlist(target.key)
+        return Served(content_type=PLAYLIST_TYPE, page=page)
 
     async def master(self, target: Target) -> Served:
         """The master playlist; remembers which playlist ref holds which slot of it."""
         master_url = target.record.upstream_url
         order: list[str] = []
-        mint = self._minter(target.key, target.prefix, master_url)
+        mint = self._minter(target.key, SLOT, master_url)
 
         def recording(url: str, kind: str, ext: str) -> str:
             path = mint(url, kind, ext)
@@ -206,10 +305,11 @@ class Relay:
             return path
 
         served = await self.playlist(target, master_url, mint=recording)
-        slots = self.slots.setdefault(target.key, {})
-        for index, ref in enumerate(order):
-            slots.setdefault(ref, (master_url, index))
-        self.orders[(target.key, master_url)] = order
+        if order:  # rewritten now (a kept page minted nothing, and its order is recorded)
+            slots = self.slots.setdefault(target.key, {})
+            for index, ref in enumerate(order):
+                slots.setdefault(ref, (master_url, index))
+            self.orders[(target.key, master_url)] = order
         return served
 
     async def followed(self, target: Target, ref: str, url: str,
@@ -223,15 +323,36 @@ class Relay:
             if slot[1] < len(order):
                 url = self.refs[target.key][order[slot[1]]].url
         served = await self.playlist(target, url, blocking)
-        if served.text is None or "#EXT-X-STREAM-INF" in served.text:
+        page = served.page
+        if page is None or page.master:
             return served
         state = self.continuity.get((target.key, ref))
+        kept = self._followed.get((target.key, ref))
+        if kept is not None and kept[0] is page and kept[1] is state:
+            return Served(content_type=served.content_type, page=kept[2])
         shift = Shift() if state is None else state[1]
         if state is not None and state[0] != url:
-            shift = switch(state[2], served.text)
-        text = apply(served.text, shift)
-        self.continuity[(target.key, ref)] = (url, shift, end_of(text))
-        return Served(content_type=served.content_type, text=text)
+            shift = switch(state[2], page.text)
+        text = apply(page.text, shift)
+        state = self.continuity[(target.key, ref)] = (url, shift, end_of(text))
+        out = page if text is page.text else Page.of(text)
+        if not blocking:
+            self._followed[(target.key, ref)] = (page, state, out)
+        return Served(content_type=served.content_type, page=out)
+
+    def _followed_now(self, target: Target, ref: str, url: str) -> Page | None:
+        """:meth:`followed` (without blocking parameters) if nothing needs fetching or
+        computing: the page and the viewer's continuity are as when it was last served."""
+        slot = self.slots.get(target.key, {}).get(ref)
+        if slot is not None and slot[0] != target.record.upstream_url:
+            return None
+        page = self._page_now(target.key, url)
+        if page is None or page.master:
+            return page
+        kept = self._followed.get((target.key, ref))
+        if kept is None or kept[0] is not page or kept[1] is not self.continuity.get((target.key, ref)):
+            return None
+        return kept[2]
 
     def _ref(self, key: str, ref: str) -> Ref | None:
         """What a stream's ref stands for, if it was minted."""
@@ -269,9 +390,13 @@ class Relay:
         except UpstreamError as exc:
             self._refused(target.key, exc)
             raise RelayError(exc.status, exc.reason) from exc
-        if kind == Kind.DATA:
+        return self._body(target, entry, named, body)
+
+    def _body(self, target: Target, entry: Ref, named: str, body: Body) -> Served:
+        """How a segment, key, init section or data body is answered (its type)."""
+        if entry.kind == Kind.DATA:
             return Served(content_type=body.content_type, body=body)
-        if kind != Kind.MEDIA:
+        if entry.kind != Kind.MEDIA:
             return Served(content_type=named, body=body)
         media = body.media or by_content_type(body.content_type)
         if media == Media.PLAYLIST:  # relayed as it is, it would show viewers upstream URLs
@@ -279,6 +404,34 @@ class Relay:
         if media in LEARNABLE and entry.playlist:
             self.learned[(target.key, entry.playlist)] = media
         return Served(content_type=CONTENT_TYPES.get(media or "", named), body=body)
+
+    def resource_now(self, target: Target, kind: str, name: str) -> Served | None:
+        """:meth:`resource` (without blocking parameters) when it is a cache hit: a playlist
+        kept rewritten or a whole cached body; ``None`` for anything else (fetches, errors,
+        redirects), which :meth:`resource` answers."""
+        ref, _, ext = name.partition(".")
+        entry = self._ref(target.key, ref)
+        if entry is None or entry.kind != kind:
+            return None
+        if kind == Kind.PLAYLIST:
+            page = self._followed_now(target, ref, entry.url)
+            if page is None:
+                return None
+            self.upstream.hit_playlist(target.key)
+            return Served(content_type=PLAYLIST_TYPE, page=page)
+        if kind in (Kind.MEDIA, Kind.RAW) and target.record.public_segments \
+                and self.redirect_public:
+            return None
+        body = self.upstream.cached_segment(entry.url)
+        if body is None:
+            return None
+        try:
+            served = self._body(target, entry, CONTENT_TYPES.get(f".{ext}",
+                                                                 "application/octet-stream"), body)
+        except RelayError:
+            return None
+        self.upstream.hit_segment(entry.url, target.key)
+        return served
 
     async def _rebuild(self, target: Target) -> None:
         """Learn the stream's resources by fetching its playlists (a ref minted elsewhere:

@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import msgspec
@@ -101,6 +101,9 @@ class Body:
     done: bool = False
     error: UpstreamError | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Whatever a server builds once per cached body to send it (the edge's response heads,
+    #: by Content-Type), kept with the body so it goes when the body leaves the cache.
+    heads: dict[str, object] = field(default_factory=dict)
 
     async def complete(self) -> bytes:
         """The whole body, once it has all arrived (for ranges and HEAD)."""
@@ -109,10 +112,13 @@ class Body:
         return b"".join(self.chunks)
 
     async def read(self) -> AsyncIterator[bytes]:
+        # The list as it is now: a reader that started while the body arrived keeps reading
+        # the list it started on when :meth:`seal` puts the whole body in a new one.
+        chunks = self.chunks
         index = 0
         while True:
-            if index < len(self.chunks):
-                yield self.chunks[index]
+            if index < len(chunks):
+                yield chunks[index]
                 index += 1
                 continue
             if self.error is not None:
@@ -121,8 +127,14 @@ class Body:
                 return
             # set() wakes every waiting reader at once; clearing after that cannot un-wake them.
             self.changed.clear()
-            if index == len(self.chunks) and not self.done and self.error is None:
+            if index == len(chunks) and not self.done and self.error is None:
                 await self.changed.wait()
+
+    def seal(self) -> None:
+        """The body has all arrived: keep it as one ``bytes`` (one join per cached body, not
+        one per viewer), so a hit is answered with a single write and a known length."""
+        if self.done and len(self.chunks) > 1:
+            self.chunks = [b"".join(self.chunks)]
 
 
 #: Told (stream, seconds the whole download took, its error or ``None``) after each segment
@@ -147,14 +159,15 @@ class Upstream:
         self._segment_bytes = 0
         self._segment_flights: dict[str, tuple[Body, asyncio.Task[None]]] = {}
         self.on_segment: SegmentHook | None = None
+        self._hit_counters: dict[str, tuple[Any, Any]] = {}
 
     async def playlist(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
                        ttl: float, *, deadline: float | None = None, stream: str = "") -> Fetched:
         """The playlist at ``url``: cached, in flight, or fetched now."""
-        cached = self._playlists.get(url)
-        if cached is not None and cached[0] > time.monotonic():
+        cached = self.cached_playlist(url)
+        if cached is not None:
             CACHE.labels("playlist", "hit", stream).inc()
-            return cached[1]
+            return cached
         CACHE.labels("playlist", "miss", stream).inc()
         task = self._playlist_flights.get(url)
         if task is None:
@@ -200,15 +213,48 @@ class Upstream:
         """Drop a cached playlist (it turned out to be unusable)."""
         self._playlists.pop(url, None)
 
+    def cached_segment(self, url: str) -> Body | None:
+        """The whole body of ``url`` if the cache holds it (no side effects: see
+        :meth:`hit_segment`)."""
+        cached = self._segments.get(url)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return None
+
+    def hit_segment(self, url: str, stream: str) -> None:
+        """A viewer is served ``url`` from the cache: it is used most recently, and counted."""
+        self._segments.move_to_end(url)
+        self._hits(stream)[1].inc()
+
+    def _hits(self, stream: str) -> tuple[Any, Any]:
+        """The playlist and segment cache-hit counters of ``stream`` (labelled once)."""
+        counters = self._hit_counters.get(stream)
+        if counters is None:
+            if len(self._hit_counters) > 4096:
+                self._hit_counters.clear()
+            counters = self._hit_counters[stream] = (CACHE.labels("playlist", "hit", stream),
+                                                     CACHE.labels("segment", "hit", stream))
+        return counters
+
+    def cached_playlist(self, url: str) -> Fetched | None:
+        """The playlist at ``url`` if the cache holds a fresh one (no side effects)."""
+        cached = self._playlists.get(url)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return None
+
+    def hit_playlist(self, stream: str) -> None:
+        """A viewer is served a cached playlist: counted."""
+        self._hits(stream)[0].inc()
+
     def segment(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
                 stream: str = "", *, clean: bool = False) -> Body:
         """The body of a segment (or key, init section, data): cached, in flight, or started
         now; with ``clean``, sniffed and cleaned of any cloak in front of its MPEG-TS."""
-        cached = self._segments.get(url)
-        if cached is not None and cached[0] > time.monotonic():
-            self._segments.move_to_end(url)
-            CACHE.labels("segment", "hit", stream).inc()
-            return cached[1]
+        cached = self.cached_segment(url)
+        if cached is not None:
+            self.hit_segment(url, stream)
+            return cached
         flight = self._segment_flights.get(url)
         if flight is not None:
             CACHE.labels("segment", "shared", stream).inc()
@@ -258,6 +304,7 @@ class Upstream:
             body.error = _error(exc)
         else:
             body.done = True
+            body.seal()
             BYTES_IN.labels(stream).inc(received)
             self._store(url, body)
             if self.shared is not None:

@@ -299,8 +299,9 @@ def _root(request: Request) -> Request:
 
 @dataclass
 class Seen:
-    """A playlist request seen on the page: when (``order``), what its answer showed (``rank``)
-    and in which frame."""
+    """A playlist request seen on the page: when (``order``: its request, or its answer's
+    arrival, whichever the page showed first), what its answer showed (``rank``) and in which
+    frame."""
 
     request: Request
     order: int
@@ -324,6 +325,9 @@ class Visit:
         self.popups = 0
         self.clicks = 0
         self.reads = 0
+        #: Counts requests and answers as they happen, so the order of candidates is the
+        #: page's own, not the order in which their bodies happened to be read.
+        self.ticks = 0
 
     # Events (Playwright calls these synchronously; anything slow becomes a kept task).
 
@@ -332,9 +336,13 @@ class Visit:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _tick(self) -> int:
+        self.ticks += 1
+        return self.ticks
+
     def on_request(self, request: Request) -> None:
         if PLAYLIST_URL.search(request.url):
-            self._note(_root(request), REQUESTED, answered=False)
+            self._note(_root(request), REQUESTED, answered=False, order=self._tick())
 
     def on_response(self, response: Response) -> None:
         request = response.request
@@ -345,7 +353,8 @@ class Visit:
         if (hinted or typed or (request.resource_type in BODY_TYPES and textlike(content_type)
                                 and 200 <= response.status < 300)) and self.reads < MAX_READS:
             self.reads += 1
-            self._spawn(self._classify(response, root, hinted=hinted, typed=typed))
+            self._spawn(self._classify(response, root, hinted=hinted, typed=typed,
+                                       order=self._tick()))
 
     def on_page(self, page: Page) -> None:
         if self.page is not None and page != self.page:
@@ -366,7 +375,7 @@ class Visit:
             await asyncio.wait_for(dialog.dismiss(), CALL_TIMEOUT)
 
     async def _classify(self, response: Response, root: Request, *, hinted: bool,
-                        typed: bool) -> None:
+                        typed: bool, order: int) -> None:
         rank: int | None = None
         if 200 <= response.status < 300:
             body = await self._body(response)
@@ -379,7 +388,7 @@ class Visit:
         elif response.status >= 400 and (hinted or typed):
             rank = NOT_PLAYLIST
         if rank is not None:
-            self._note(root, rank, answered=True)
+            self._note(root, rank, answered=True, order=order)
 
     @staticmethod
     async def _body(response: Response) -> bytes | None:
@@ -395,13 +404,12 @@ class Visit:
         except (PlaywrightError, TimeoutError):
             return None  # gone with its frame, endless, or not kept by Chromium
 
-    def _note(self, request: Request, rank: int, *, answered: bool) -> None:
+    def _note(self, request: Request, rank: int, *, answered: bool, order: int) -> None:
         known = self.seen.get(request.url)
         if known is None:
             if len(self.seen) >= MAX_SEEN:
                 return
-            known = self.seen[request.url] = Seen(request, len(self.seen), rank,
-                                                  self._where(request))
+            known = self.seen[request.url] = Seen(request, order, rank, self._where(request))
         elif answered:
             # An answer is what tells; of several answers for one URL the best one counts.
             known.rank = rank if known.rank == REQUESTED else min(known.rank, rank)

@@ -21,6 +21,8 @@ from shared.channels import ChannelSwitch, SwitchReason
 from shared.codec import encode
 from shared.jobs import ExtractJob
 from shared.sessions import Live, Scheduled, Session, SessionEvent, SessionKind, Upcoming
+from shared.sourceadmin import SourceAdmin
+from shared.sources import parse
 from shared.streams import Health, StreamRecord
 from tests.procs import base_env, module
 
@@ -190,6 +192,39 @@ async def test_the_jobs_work_queue_replays_beside_its_consumer_but_cannot_be_fol
     assert [msgspec.convert(line["data"], ExtractJob) for line in lines] == [job]
     with pytest.raises(ReplayError, match="work queue"):
         await tail(history, ["JOBS"], as_json=False, stop=asyncio.Event(), out=io.StringIO())
+
+
+async def test_tail_and_replay_show_source_changes_without_secret_values(history: Client) -> None:
+    """A source added and edited shows in `tail` as it happens and in `replay SOURCE_CHANGES`
+    and `replay sources`, with who did it and what changed, never a header value."""
+    js = history.jetstream()
+    out = io.StringIO()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    following = asyncio.create_task(tail(history, ["SOURCE_CHANGES"], as_json=False, stop=stop,
+                                         out=out, on_ready=ready.set))
+    await asyncio.wait_for(ready.wait(), 5)
+    admin = SourceAdmin(js, await topology.sources_kv(js))
+    await admin.add(parse({"id": "site-a", "url": "https://a.test/",
+                           "headers": {"X-Key": "CANARY-SECRET"}}), "cli:tester")
+    await admin.edit("site-a", {"headers": {"X-Key": "CANARY-SECRET-2"}}, "admin:ops")
+    for _ in range(100):
+        if "edited" in out.getvalue():
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(following, 5)
+    assert "added     site-a by cli:tester" in out.getvalue()
+    assert "edited    site-a by admin:ops (headers.X-Key)" in out.getvalue()
+    replayed, records = io.StringIO(), io.StringIO()
+    await replay(history, "SOURCE_CHANGES", subject=None, since=None, from_seq=None,
+                 as_json=True, republish=None, limit=None, out=replayed)
+    await replay(history, "sources", subject=None, since=None, from_seq=None, as_json=True,
+                 republish=None, limit=None, out=records)
+    assert [json.loads(line)["data"]["action"] for line in replayed.getvalue().splitlines()] == [
+        "added", "edited"]
+    assert json.loads(records.getvalue().splitlines()[-1])["data"]["headers"] == {"X-Key": "***"}
+    for text in (out.getvalue(), replayed.getvalue(), records.getvalue()):
+        assert "CANARY-SECRET" not in text
 
 
 async def test_tail_shows_channel_switches(nc: Client) -> None:

@@ -1,6 +1,7 @@
 // Hash routes, so the gateway serves one page and links survive a reload:
 //   #/                      home
 //   #/session/<key>         a session; ?view=a,b adds the streams shown (up to four)
+//   #/admin                 the admin page (sources), behind the admin token
 export const MAX_VIEWS = 4;
 
 function parse(hash) {
@@ -11,6 +12,7 @@ function parse(hash) {
     const view = (params.get("view") ?? "").split(",").filter(Boolean).slice(0, MAX_VIEWS);
     return { name: "session", key: parts[1], view };
   }
+  if (parts[0] === "admin") return { name: "admin" };
   return { name: "home" };
 }
 

@@ -62,6 +62,20 @@ export function apply(state, message) {
       const sessions = new Map(state.sessions).set(status.session.key, status);
       return { ...state, sessions, revision: Math.max(state.revision, status.revision) };
     }
+    case "channel": {
+      // A session's channel changed (it got or lost its URL, or switched streams): not a KV
+      // change, so no revision; the feed sends them in order, the last one is the truth.
+      const current = state.sessions.get(message.session);
+      if (!current) return state;
+      const status = {
+        ...current,
+        channel_url: message.channel_url ?? null,
+        on_air: message.on_air ?? null,
+        switched_at: message.switched_at ?? null,
+        switch_reason: message.switch_reason ?? null,
+      };
+      return { ...state, sessions: new Map(state.sessions).set(message.session, status) };
+    }
     default:
       return state; // heartbeats, and message types this UI does not know yet
   }
