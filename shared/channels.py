@@ -218,6 +218,9 @@ class SwitchReason(enum.StrEnum):
     ENDED = "ended"
     #: Its stream was removed.
     REMOVED = "removed"
+    #: It kept playing, but badly (slow segments, some errors, degraded health), and another
+    #: stream scored clearly better.
+    DEGRADED = "degraded"
     #: "live now" moved to another session, or to the off-air slate.
     SESSION = "session"
 

@@ -177,8 +177,13 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: (saves the relay's bandwidth, but viewers then see upstream URLs and fetch them
     #: themselves: no shared fetch). Off: every segment goes through the relay.
     redirect_public_segments: bool = False
-    #: id:secret pairs, comma-separated, oldest first; else <data>/channel.keys
-    channel_keys: str | None = None
+    #: Keys that sign channel URLs, ``id:secret`` pairs separated by commas, oldest first (the
+    #: last signs, all verify); kept in the data folder (``channel.keys``, made on first use,
+    #: changed by ``slipstream channels rotate|revoke``) when not set.
+    channel_keys: Annotated[str, msgspec.Meta(
+        min_length=18, pattern=r"^[^\s]+$",
+        description="id:secret pairs separated by commas, secrets of at least 16 characters",
+    )] | None = None
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

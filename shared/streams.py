@@ -133,6 +133,8 @@ class StreamRecord(msgspec.Struct, frozen=True, kw_only=True):
     failures: int = 0
     #: Wall-clock time and latency, measured by the extractor (``None`` until measured).
     clock: StreamClock | None = None
+    #: The source's ``priority`` (higher first): one input of a channel's choice of stream.
+    priority: int = 0
 
 
 class StreamView(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,7 +1,8 @@
 """The JetStream topology, declared once and applied idempotently by every service at start.
 
 Streams: ``SESSIONS`` (session life cycle), ``JOBS`` (one keep-fresh job per session and source,
-a work queue), ``DEADLETTER`` (jobs that failed for good).
+a work queue), ``DEADLETTER`` (jobs that failed for good), ``CHANNELS`` (every stream a channel
+put on air, for audit; the last message of each channel's subject says what is on air).
 KV buckets: ``streams`` (resolved stream records), ``sessions`` (current phase of each session).
 Durable consumers: ``extractor`` on ``SESSIONS`` (fans sessions out into jobs) and
 ``extract-worker`` on ``JOBS`` (does them), each shared by every extractor replica.
@@ -39,6 +40,7 @@ log = logs.get(__name__)
 SESSIONS_STREAM: Final = "SESSIONS"
 JOBS_STREAM: Final = "JOBS"
 DEADLETTER_STREAM: Final = "DEADLETTER"
+CHANNELS_STREAM: Final = "CHANNELS"
 STREAMS_BUCKET: Final = "streams"
 SESSIONS_BUCKET: Final = "sessions"
 #: Source definitions (``shared.sources.SourceRecord``), keyed by source id: the truth.
@@ -162,6 +164,21 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             max_age=400 * DAY,
             max_msg_size=MAX_PAYLOAD_BYTES,
             duplicate_window=DUPLICATE_WINDOW,
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
+            name=CHANNELS_STREAM,
+            description="Channel switches (ChannelSwitch), published by the relay: "
+                        "channels.<session key or live-now>.switched",
+            subjects=[subjects.CHANNEL_SWITCHES_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            max_age=90 * DAY,
+            max_msgs_per_subject=10_000,
+            max_msg_size=MAX_PAYLOAD_BYTES,
+            # Relay replicas that take the same decision publish it under one message id.
+            duplicate_window=120.0,
             discard=DiscardPolicy.OLD,
         ),
     ]

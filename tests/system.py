@@ -112,20 +112,36 @@ def healthy(servers: list[str], pattern: str = "*.demo.sprint.*", count: int = 3
 async def _go_live(servers: list[str], session: Session) -> None:
     nc = await nats.connect(servers, connect_timeout=2)
     try:
-        js = nc.jetstream()
-        kv = await topology.sessions_kv(js)
-        await Publisher(js, kv, await read_state(kv)).publish(Live(session=session, at=datetime.now(UTC)))
+        await publish_live(nc, session)
     finally:
         await nc.drain()
+
+
+async def publish_live(nc: Any, session: Session) -> None:
+    """Publish, as the scheduler would, that ``session`` is live now."""
+    js = nc.jetstream()
+    kv = await topology.sessions_kv(js)
+    await Publisher(js, kv, await read_state(kv)).publish(Live(session=session, at=datetime.now(UTC)))
+
+
+def live_session(key: str) -> Session:
+    season, event, kind = key.split(".")
+    start = datetime.now(UTC).replace(microsecond=0)
+    return Session(key=key, season=int(season), round=1, event=event.title(),
+                   kind=SessionKind(kind), name=kind.title(), start=start,
+                   end=start + timedelta(hours=2))
+
+
+async def go_live_event(nc: Any, key: str) -> Session:
+    """:func:`go_live` on a connected client."""
+    session = live_session(key)
+    await publish_live(nc, session)
+    return session
 
 
 def go_live(servers: list[str], key: str) -> Session:
     """Publish, as the scheduler would, that a session of season 2099 (which no calendar
     manages, so nothing else moves it) is live now."""
-    season, event, kind = key.split(".")
-    start = datetime.now(UTC).replace(microsecond=0)
-    session = Session(key=key, season=int(season), round=1, event=event.title(),
-                      kind=SessionKind(kind), name=kind.title(), start=start,
-                      end=start + timedelta(hours=2))
+    session = live_session(key)
     asyncio.run(_go_live(servers, session))
     return session

@@ -33,7 +33,8 @@ def test_every_subject_is_documented_with_a_payload_schema() -> None:
     assert doc["asyncapi"] == "3.0.0"
     addresses = {c["address"] for c in doc["channels"].values()}
     assert {subjects.SESSIONS_ALL, subjects.EXTRACT_JOBS_ALL, subjects.DEADLETTER_ALL,
-            subjects.SCHEDULER_RESYNC, subjects.EXTRACTOR_RERESOLVE, "$KV.streams.>",
+            subjects.SCHEDULER_RESYNC, subjects.EXTRACTOR_RERESOLVE, subjects.CHANNEL_SWITCHES_ALL,
+            "$KV.streams.>",
             "$KV.sessions.>"} <= addresses
     schemas = doc["components"]["schemas"]
     assert {"ReresolveRequest", "ReresolveReply"} <= set(schemas)  # the reply is documented too

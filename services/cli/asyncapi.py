@@ -30,6 +30,7 @@ import shared
 from services.extractor.app import ExtractorApp
 from services.scheduler.app import SchedulerApp
 from shared import subjects, topology
+from shared.channels import ChannelSwitch
 from shared.control import ReresolveReply, ReresolveRequest
 from shared.jobs import DeadLetter, ExtractJob
 from shared.sessions import SessionEvent
@@ -54,6 +55,7 @@ PAYLOADS: dict[str, Any] = {
     subjects.SESSIONS_ALL: SessionEvent,
     subjects.EXTRACT_JOBS_ALL: ExtractJob,
     subjects.DEADLETTER_ALL: DeadLetter,
+    subjects.CHANNEL_SWITCHES_ALL: ChannelSwitch,
     STREAMS_KV: StreamRecord,
     SESSIONS_KV: SessionEvent,
     subjects.SCHEDULER_RESYNC: ResyncRequest,
@@ -84,6 +86,14 @@ def documentation_broker() -> NatsBroker:
         description="Messages a consumer gave up on, with the reason, on the DEADLETTER stream: "
         "deadletter.<consumer>.<season>.<event>.<kind>, or deadletter.<consumer>.unparsed when "
         "the message's subject named no session.")
+    broker.publisher(
+        subjects.CHANNEL_SWITCHES_ALL, title="channel-switches",
+        description="The relay publishes each stream a channel puts on air on the CHANNELS "
+        "stream: channels.<season>.<event>.<kind>.switched for a session's channel, "
+        "channels.live-now.switched for the channel that follows the session live now; "
+        "from_stream/to_stream null mean nothing/the off-air slate; reason start, dead, stalled, "
+        "errors, ended, removed, degraded or session. The last message of a channel's subject "
+        "says what it has on air (while it is watched).")
     broker.publisher(
         STREAMS_KV, title="stream-records",
         description="KV bucket 'streams', key <season>.<event>.<kind>.<stream-id>: the "

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import nats
 import nats.errors
 
-from services.cli import sources
+from services.cli import channels, sources
 from services.cli.replay import SOURCES, ReplayError, parse_duration, replay, tail
 from services.cli.supervisor import python_module
 from shared.runtime import NatsNotFoundError, nats_servers, read_runtime
@@ -47,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="also publish each message to SUBJECT, for a debugging consumer")
     tl = sub.add_parser("tail", help="follow events live (Ctrl-C stops)")
     tl.add_argument("streams", nargs="*", metavar="STREAM",
-                    default=["SESSIONS", "streams", "DEADLETTER", "SOURCE_CHANGES"],
-                    help="what to follow (default: SESSIONS streams DEADLETTER SOURCE_CHANGES)")
+                    default=["SESSIONS", "streams", "DEADLETTER", "SOURCE_CHANGES", "CHANNELS"],
+                    help="what to follow (default: SESSIONS streams DEADLETTER SOURCE_CHANGES "
+                         "CHANNELS)")
     tl.add_argument("--json", action="store_true", help="JSON lines instead of text")
     api = sub.add_parser("asyncapi", help="print the AsyncAPI document of every NATS subject "
                          "and payload (generated from the code)")
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="write it to shared/asyncapi.json")
     mode.add_argument("--check", action="store_const", const="check", dest="mode",
                       help="exit 1 if shared/asyncapi.json differs from what the code says")
+    chan = sub.add_parser("channels", help="the keys that sign channel URLs (for IPTV players)")
+    chan_sub = chan.add_subparsers(dest="channels_command", required=True, metavar="COMMAND")
+    chan_sub.add_parser("list", help="show the keys and the live-now channel URL")
+    chan_sub.add_parser("rotate", help="add a new signing key (older URLs keep working)")
+    rev = chan_sub.add_parser("revoke", help="remove a key: every URL it signed is refused")
+    rev.add_argument("key_id", metavar="KEY_ID")
     sources.add_parser(sub)
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} alone (as `python -m services.{name}`)",
@@ -116,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _calendar(settings, args.season)
     if args.command in ("replay", "tail"):
         return _history(settings, args)
+    if args.command == "channels":
+        return channels.run(settings, args.channels_command, getattr(args, "key_id", None))
     if args.command == "sources":
         return sources.main(settings, args, rest)
     return _status(settings)

@@ -1,11 +1,11 @@
 """``slipstream replay`` and ``slipstream tail``: JetStream history, and events as they happen,
 decoded with the ``shared`` Structs and printed as a table or as JSON lines.
 
-What can be read: the streams ``SESSIONS``, ``JOBS``, ``DEADLETTER`` and ``SOURCE_CHANGES``
-(who changed which source), and the history of the KV buckets ``streams``, ``sessions``,
-``sources`` and ``source-stats`` (``--subject`` then filters keys, such as
-``2026.monaco.race.*``). Stream and source records are private: their header and cookie values
-and URL query strings are shown as ``***``.
+What can be read: the streams ``SESSIONS``, ``JOBS``, ``DEADLETTER``, ``SOURCE_CHANGES``
+(who changed which source) and ``CHANNELS`` (channel switches), and the history of the KV
+buckets ``streams``, ``sessions``, ``sources`` and ``source-stats`` (``--subject`` then filters
+keys, such as ``2026.monaco.race.*``). Stream and source records are private: their header
+and cookie values and URL query strings are shown as ``***``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from nats.js.api import DeliverPolicy, RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from shared import subjects, topology
+from shared.channels import ChannelSwitch
 from shared.codec import PayloadError, decode
 from shared.jobs import DeadLetter, ExtractJob
 from shared.logs import redact_text
@@ -34,7 +35,8 @@ from shared.sources import SourceChanged, SourceRecord, SourceStats
 from shared.streams import StreamRecord, record_secrets, remove_secrets
 
 #: Subjects a replay may not republish to: they are stored by Slipstream's own streams.
-OWN_SUBJECTS: Final = ("sessions.", "jobs.", "deadletter.", "sources.", "$KV.", "$JS.")
+OWN_SUBJECTS: Final = ("sessions.", "jobs.", "deadletter.", "sources.", "channels.", "$KV.",
+                         "$JS.")
 
 
 class ReplayError(Exception):
@@ -62,6 +64,7 @@ SOURCES: Final[dict[str, Source]] = {
     topology.SESSIONS_STREAM: Source(topology.SESSIONS_STREAM, "", SessionEvent),
     topology.JOBS_STREAM: Source(topology.JOBS_STREAM, "", ExtractJob),
     topology.DEADLETTER_STREAM: Source(topology.DEADLETTER_STREAM, "", DeadLetter),
+    topology.CHANNELS_STREAM: Source(topology.CHANNELS_STREAM, "", ChannelSwitch),
     topology.STREAMS_BUCKET: Source(topology.STREAMS_BUCKET_STREAM,
                                     subjects.kv_subjects(topology.STREAMS_BUCKET), StreamRecord,
                                     kv=True),
@@ -171,6 +174,10 @@ def summary(entry: Entry) -> str:
         return f"{value.health.value:<9} {value.title or value.id} via {value.extractor or '?'}{detail}"
     if isinstance(value, ExtractJob):
         return f"extract {value.source_id} for {value.session.key}"
+    if isinstance(value, ChannelSwitch):
+        detail = f": {value.detail}" if value.detail else ""
+        return (f"on air {value.from_stream or 'nothing'} -> {value.to_stream or 'off-air slate'}"
+                f" ({value.reason.value}{detail})")
     if isinstance(value, SourceChanged):
         what = f" ({', '.join(value.changed)})" if value.action == "edited" else ""
         return f"{value.action.value:<9} {value.source_id} by {value.who}{what}"

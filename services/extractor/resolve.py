@@ -265,5 +265,5 @@ def to_record(resolution: Resolution, *, source: SourceSettings, session: Sessio
         title=found.title or source.name or source.id, upstream_url=result.url,
         headers=dict(found.headers), cookies=dict(found.cookies), variants=result.variants,
         extractor=resolution.extractor, resolved_at=now, expires_at=expires, health=result.health,
-        health_detail=result.detail, latency_ms=result.latency_ms,
+        health_detail=result.detail, latency_ms=result.latency_ms, priority=source.priority,
         public_segments=not found.cookies and all(h.lower() == "user-agent" for h in found.headers))

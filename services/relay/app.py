@@ -17,6 +17,8 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Stream
 from prometheus_client import Counter
 
+from services.relay.channel import Channels, KeyRing, Outbox
+from services.relay.channel_routes import channel_routes
 from services.relay.edge import Edge
 from services.relay.heads import BYTES_OUT, PLAYLIST_HEADERS, SECURITY_HEADERS, SEGMENT_HEADERS
 from services.relay.relay import BLOCKING_PARAMS, Relay, RelayError, Served, Target
@@ -29,6 +31,7 @@ from shared.health import ROUTES
 from shared.kvmirror import KvMirror
 from shared.relay_urls import Signer, load_secret
 from shared.service import NatsLink, readiness_for
+from shared.sessions import SessionEvent
 from shared.settings import Settings
 from shared.streams import StreamRecord
 from shared.tasks import background
@@ -142,9 +145,15 @@ def create_app(settings: Settings, servers: list[str]) -> Edge:
                   redirect_public=settings.relay.redirect_public_segments,
                   on_refused=reresolver.refused)
 
+    sessions: KvMirror[SessionEvent] = KvMirror(SessionEvent)
+    channels = Channels(relay, KeyRing(settings.relay.channel_keys, settings.data_path), sessions,
+                        Outbox(lambda: link.client))
+    upstream.on_segment = channels.on_segment
+
     def stream_changed(key: str, record: StreamRecord | None, revision: int) -> None:
         if record is None:
             relay.forget(key)
+            channels.forget(key)
 
     records.on_change = stream_changed
     readiness = readiness_for(link)
@@ -166,8 +175,17 @@ def create_app(settings: Settings, servers: list[str]) -> Edge:
                 return
             await records.follow_forever(link.client.jetstream(), topology.STREAMS_BUCKET)
 
+        async def follow_sessions() -> None:  # which session "live now" follows
+            await link.ready.wait()
+            if link.client is None:  # pragma: no cover - ready implies a client
+                return
+            await sessions.follow_forever(link.client.jetstream(), topology.SESSIONS_BUCKET)
+
         try:
-            async with background(follow(), "relay-follow-streams", critical=True):
+            async with background(follow(), "relay-follow-streams", critical=True), \
+                    background(follow_sessions(), "relay-follow-sessions", critical=True), \
+                    background(channels.run(), "relay-channels", critical=True), \
+                    background(channels.outbox.run(), "relay-channel-events", critical=True):
                 yield
         finally:
             await reresolver.close()
@@ -179,9 +197,10 @@ def create_app(settings: Settings, servers: list[str]) -> Edge:
     cors = CORSConfig(allow_origins=sorted(settings.ui_origins),
                       allow_methods=["GET", "HEAD", "OPTIONS"])
     app = Litestar(
-        route_handlers=[*ROUTES, master, resource],
+        route_handlers=[*ROUTES, master, resource, *channel_routes(_respond)],
         lifespan=[lifespan],
-        state=State({"readiness": readiness, "relay": relay, "reresolver": reresolver}),
+        state=State({"readiness": readiness, "relay": relay, "reresolver": reresolver,
+                     "channels": channels}),
         exception_handlers={RelayError: _error},
         cors_config=cors,
         openapi_config=None,

@@ -137,6 +137,11 @@ class Body:
             self.chunks = [b"".join(self.chunks)]
 
 
+#: Told (stream, seconds the whole download took, its error or ``None``) after each segment
+#: fetched from the upstream (not from a cache or another replica): what channels measure.
+SegmentHook = Callable[[str, float, UpstreamError | None], None]
+
+
 class Upstream:
     """The relay's upstream side: one pooled, egress-guarded client and the shared caches."""
 
@@ -153,6 +158,7 @@ class Upstream:
         self._segments: OrderedDict[str, tuple[float, Body]] = OrderedDict()
         self._segment_bytes = 0
         self._segment_flights: dict[str, tuple[Body, asyncio.Task[None]]] = {}
+        self.on_segment: SegmentHook | None = None
         self._hit_counters: dict[str, tuple[Any, Any]] = {}
 
     async def playlist(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
@@ -269,6 +275,7 @@ class Upstream:
         FETCHES.labels("segment", stream).inc()
         cleaner = Cleaner() if clean else None
         received = 0
+        began = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout * 3):
                 started = time.monotonic()
@@ -306,6 +313,8 @@ class Upstream:
                            media=body.media or "")), SEGMENT_TTL)
         finally:
             body.changed.set()
+            if self.on_segment is not None and (body.done or body.error is not None):
+                self.on_segment(stream, time.monotonic() - began, body.error)
             if claimed and self.shared is not None:
                 await self.shared.release(_shared_key("segment", url))
 

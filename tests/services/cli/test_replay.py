@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from services.cli.replay import ReplayError, parse_duration, replay, tail
 from services.scheduler.publisher import Publisher, read_state
 from shared import subjects, topology
+from shared.channels import ChannelSwitch, SwitchReason
 from shared.codec import encode
 from shared.jobs import ExtractJob
 from shared.sessions import Live, Scheduled, Session, SessionEvent, SessionKind, Upcoming
@@ -224,3 +225,31 @@ async def test_tail_and_replay_show_source_changes_without_secret_values(history
     assert json.loads(records.getvalue().splitlines()[-1])["data"]["headers"] == {"X-Key": "***"}
     for text in (out.getvalue(), replayed.getvalue(), records.getvalue()):
         assert "CANARY-SECRET" not in text
+
+
+async def test_tail_shows_channel_switches(nc: Client) -> None:
+    """A channel switch published by the relay shows in `slipstream tail` (CHANNELS is followed
+    by default) as one readable line, and replays from the CHANNELS stream."""
+    await topology.apply(nc.jetstream())
+    out = io.StringIO()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    following = asyncio.create_task(tail(nc, ["CHANNELS"], as_json=False, stop=stop, out=out,
+                                         on_ready=ready.set))
+    await asyncio.wait_for(ready.wait(), 5)
+    event = ChannelSwitch(channel=RACE.key, session=RACE.key, from_stream="main",
+                          to_stream="backup", reason=SwitchReason.STALLED,
+                          detail="no new segment for 4.2 s", at=NOW)
+    await nc.jetstream().publish(subjects.channel_switched(RACE.key), encode(event))
+    for _ in range(100):
+        if "backup" in out.getvalue():
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(following, 5)
+    line = out.getvalue()
+    assert "channels.2026.monaco.race.switched" in line
+    assert "on air main -> backup (stalled: no new segment for 4.2 s)" in line
+    replayed = io.StringIO()
+    await replay(nc, "CHANNELS", subject=None, since=None, from_seq=None, as_json=True,
+                 republish=None, limit=None, out=replayed)
+    assert json.loads(replayed.getvalue().splitlines()[0])["data"]["to_stream"] == "backup"

@@ -84,6 +84,7 @@ async def test_a_job_resolves_probes_and_writes_the_record(jobs: Jobs, nc: Clien
     assert "demo_session" in rec.cookies
     assert rec.extractor == "http"
     assert len(rec.variants) == 2
+    assert rec.priority == 20  # the source's, for channels to weigh
     # Published at once, without a clock; the next run, a second later, measures it.
     assert rec.clock is None
     assert decision.next_run == FIRST_CLOCK_AFTER
