@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import nats
 import pytest
@@ -293,6 +294,8 @@ async def _kv(nats_url: str, action: str, key: str, value: bytes = b"") -> bytes
             return (await kv.get(key)).value or b""
         if action == "purge":
             await kv.purge(key)
+        elif action == "delete":
+            await kv.delete(key)
         else:
             await kv.put(key, value)
         return b""
@@ -363,7 +366,7 @@ def test_a_gateway_with_a_token_asks_for_it_once(
     page.get_by_placeholder("access token").fill(token)
     page.get_by_role("button", name="Connect").click()
     expect(page.locator("[data-connection=live]")).to_be_visible(timeout=15_000)
-    assert token in page.get_by_role("link", name="M3U of live streams").get_attribute("href")
+    assert token in page.get_by_role("link", name="M3U of live streams").get_attribute("href") or ""
     page.reload()  # kept by the browser: no second prompt
     expect(page.locator("[data-connection=live]")).to_be_visible(timeout=15_000)
     page.close()
@@ -412,9 +415,9 @@ def _channel_session(system: System, name: str, pool: ThreadPoolExecutor) -> Ses
 
 def test_the_session_page_offers_its_channel_first_and_says_what_is_on_air(
         system: System, browser: Browser) -> None:
-    """"Auto (best source)" heads the stream list and plays the session's channel URL (the
-    relay's /c/...); the source on air and its switches, published on NATS, show on the page;
-    once a stream is on air, a page opened on the session plays the channel by itself."""
+    """"Auto (best source)" heads the stream list and, once the relay has a stream on air,
+    plays the session's channel URL (the relay's /c/...) by itself; the source on air and its
+    switches, published on NATS, show on the page."""
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
         session = _channel_session(system, "channel", pool)
         page = browser.new_page(viewport=DESKTOP)  # type: ignore[arg-type]
@@ -425,15 +428,10 @@ def test_the_session_page_offers_its_channel_first_and_says_what_is_on_air(
         expect(auto).to_contain_text("Auto (best source)", timeout=30_000)
         expect(page.locator("section[aria-labelledby=streams-heading] li").first).to_have_attribute(
             "data-channel", session.key)
-        expect(auto).to_contain_text("Plays the best source and switches when it fails.")
-        # nothing on air yet: the healthiest stream plays, as before channels
-        expect(page.locator("[data-player]:not([data-player='~auto'])")).to_have_count(
-            1, timeout=30_000)
-
-        auto.get_by_role("button", name="Watch").click()
-        expect(page.locator("[data-player='~auto']")).to_have_count(1)
+        # The relay runs a live session's channel by itself: once it says a stream is on air,
+        # Auto is what the page plays.
+        expect(page.locator("[data-player='~auto']")).to_have_count(1, timeout=30_000)
         expect(page.locator("[data-player='~auto']")).to_contain_text("Auto (best source)")
-        assert "view=~auto" in page.url
         wait_until(lambda: any(url.startswith(f"{system.relay}/c/{session.key}/")
                                and url.endswith("/master.m3u8") for url in requested),
                    15, "the player asked the relay for the channel")
@@ -458,18 +456,37 @@ def test_the_session_page_offers_its_channel_first_and_says_what_is_on_air(
         fresh.close()
 
 
-@pytest.mark.xfail(reason="the relay side of issue 16 (serving /c/<channel>/...) is not on this "
-                          "branch yet; strict: this fails once it is, to take the mark away",
-                   strict=True)
-def test_the_auto_player_plays_the_channel(system: System, browser: Browser) -> None:
-    """Auto plays the session's channel through the relay: hls.js, time advancing."""
+def test_the_auto_player_plays_the_channel_across_a_switch(system: System, browser: Browser) -> None:
+    """Auto plays the session's channel through the relay (hls.js, time advancing); when the
+    stream on air is removed, the relay puts the other one on air inside the same playlists and
+    the player plays on: its time keeps advancing past the switch, no error shown, and the page
+    says what is on air now."""
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
         session = _channel_session(system, "autoplay", pool)
-    page = browser.new_page(viewport=DESKTOP)  # type: ignore[arg-type]
-    page.goto(f"{system.gateway}/#/session/{session.key}?view=~auto")
-    try:
-        page.wait_for_function(
-            "document.querySelector(\"[data-player='~auto'] video\")?.currentTime > 2",
-            timeout=20_000)
-    finally:
-        page.close()
+        pool.submit(asyncio.run, _copy_demo_stream(system.nats_url, session, "spare")).result(
+            timeout=30)
+        page = browser.new_page(viewport=DESKTOP)  # type: ignore[arg-type]
+        console = Console(page)
+        page.goto(f"{system.gateway}/#/session/{session.key}?view=~auto")
+        video = "document.querySelector(\"[data-player='~auto'] video\")"
+        try:
+            page.wait_for_function(f"{video}?.currentTime > 2", timeout=30_000)
+
+            def on_air() -> str | None:
+                reply = httpx.get(f"{system.gateway}/api/sessions/{session.key}", timeout=5)
+                return reply.json().get("on_air") if reply.status_code == 200 else None
+
+            wait_until(lambda: on_air() in {"feed", "spare"}, 30, "a stream on air")
+            before = on_air() or ""
+            pool.submit(asyncio.run, _kv(system.nats_url, "delete",
+                                         f"{session.key}.{before}")).result(timeout=30)
+            after = "spare" if before == "feed" else "feed"
+            wait_until(lambda: on_air() == after, 30, f"{after} on air")
+            at_switch = page.evaluate(f"{video}.currentTime")
+            page.wait_for_function(f"{video}.currentTime > {at_switch + 6}", timeout=40_000)
+            assert page.evaluate(f"{video}.error") is None
+            expect(page.locator(f"[data-channel='{session.key}']")).to_contain_text("switched")
+            shot(page, "channel-after-switch")
+        finally:
+            page.close()
+    assert [p for p in console.problems if "error" in p] == []
