@@ -63,6 +63,9 @@ STARTS = frozenset({Phase.UPCOMING, Phase.LIVE})
 STOPS = frozenset({Phase.ENDED, Phase.CANCELLED, Phase.RESCHEDULED})
 #: Seconds from a new stream's first record to the run that measures its clock.
 FIRST_CLOCK_AFTER: Final = 1.0
+#: Seconds between two measurements of a stream's clock (its live edge watched).
+CLOCK_EVERY: Final = 30.0
+MAX_WATCHED: Final = 10_000
 #: Re-resolve requests for one stream within this many seconds queue one job.
 RERESOLVE_WINDOW: Final = 10
 
@@ -94,6 +97,8 @@ class Jobs:
         #: Where resolution outcomes are counted (the ``source-stats`` bucket), if anywhere.
         self.stats: KeyValue | None = None
         self.last_probe: dict[str, ProbeResult] = {}
+        #: When each stream's live edge was last watched for its clock (monotonic seconds).
+        self._watched: dict[str, float] = {}
 
     def current(self, source_id: str, generation: int) -> SourceSettings | None:
         """The enabled source a job of ``generation`` works for, or None (gone, disabled, or
@@ -414,6 +419,16 @@ class Jobs:
         kept = old.clock if old is not None and old.upstream_url == fresh.upstream_url else None
         if fresh.health is Health.DEAD:
             return msgspec.structs.replace(fresh, clock=kept)
+        # Watching the edge holds a worker for up to 1.5 target durations: a stream with a
+        # clock is watched again every CLOCK_EVERY seconds, not at every probe (a bounded rate:
+        # with a watch at every probe, 15 streams probed every 5 s filled the four workers).
+        key = f"{fresh.session}.{fresh.id}"
+        now = time.monotonic()
+        if kept is not None and now - self._watched.get(key, -CLOCK_EVERY) < CLOCK_EVERY:
+            return msgspec.structs.replace(fresh, clock=kept)
+        if len(self._watched) >= MAX_WATCHED:
+            self._watched.clear()
+        self._watched[key] = now
         url = fresh.variants[0].uri if fresh.variants else fresh.upstream_url
 
         async def load() -> str:
