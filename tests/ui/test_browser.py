@@ -140,7 +140,12 @@ def test_the_session_page_plays_through_the_relay_with_a_multi_view(
     expect(rows.locator("[data-badge=ok]")).to_have_count(3, timeout=30_000)
     expect(rows.first).to_contain_text("360p")
 
-    # The healthiest stream plays on its own: hls.js through the relay, time advancing.
+    # The session's channel ("Auto (best source)") plays on its own once the relay has put a
+    # stream on air; watching one stream plays that one alone.
+    expect(page.locator("[data-player='~auto']")).to_have_count(1, timeout=30_000)
+    rows.first.get_by_role("button", name="Watch", exact=True).click()
+    expect(page.locator("[data-player='~auto']")).to_have_count(0)
+    # That stream plays: hls.js through the relay, time advancing.
     video = page.locator("video")
     expect(video).to_have_count(1)
     src = page.eval_on_selector("video", "v => v.src")
