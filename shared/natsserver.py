@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import os
 import shutil
 import signal
 import socket
@@ -59,7 +60,7 @@ class ClusterNode:
 
 
 def _config(store: Path, ports_dir: Path, host: str, port: int, name: str, *,
-            cluster: ClusterNode | None = None) -> str:
+            cluster: ClusterNode | None = None, authorization: str = "") -> str:
     lines = [
         f'server_name: "{name}"',
         f'listen: "{host}:{port}"',
@@ -74,6 +75,8 @@ def _config(store: Path, ports_dir: Path, host: str, port: int, name: str, *,
         routes = ", ".join(f'"{r}"' for r in cluster.routes)
         lines += ["cluster {", f'  name: "{cluster.name}"', f'  listen: "{host}:{cluster.port}"',
                   f"  routes: [{routes}]", "}"]
+    if authorization:
+        lines.append(authorization.rstrip("\n"))
     return "\n".join([*lines, ""])
 
 
@@ -103,8 +106,11 @@ class EmbeddedNats:
 
     def __init__(self, folder: Path, *, host: str = "127.0.0.1", port: int = -1,
                  name: str = "slipstream", cluster: ClusterNode | None = None,
-                 json_log: bool = False) -> None:
+                 json_log: bool = False, authorization: str = "") -> None:
         self.folder = folder
+        #: The config's ``authorization`` block (``shared.access.authorization``): users,
+        #: passwords and permissions; empty: anyone may connect and do anything.
+        self.authorization = authorization
         self.json_log = json_log
         self._copier: threading.Thread | None = None
         self.host = host
@@ -125,8 +131,13 @@ class EmbeddedNats:
         for stale in self.folder.glob("*.ports"):
             stale.unlink()
         conf = self.folder / "nats.conf"
-        conf.write_text(_config(store, self.folder, self.host, self.port, self.name,
-                                cluster=self.cluster))
+        text = _config(store, self.folder, self.host, self.port, self.name,
+                       cluster=self.cluster, authorization=self.authorization)
+        # It may hold passwords: private to the user, from its first byte.
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [nats_server_binary(), "-c", str(conf)],
@@ -158,7 +169,7 @@ class EmbeddedNats:
         raise NatsServerError(f"nats-server was not ready within {timeout:.0f} s; see {self.log_path}")
 
     @staticmethod
-    def _accepts(url: str) -> bool:
+    def _accepts(url: str) -> bool:  # a TCP connect: no credentials needed
         host, _, port = url.removeprefix("nats://").rpartition(":")
         try:
             with socket.create_connection((host, int(port)), timeout=0.5):

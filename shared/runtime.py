@@ -17,10 +17,12 @@ from typing import IO, Final
 import msgspec
 
 from shared.codec import PayloadError, decode, encode
-from shared.settings import Settings
+from shared.settings import NatsSettings, Settings
 from shared.times import UtcDateTime
 
 RUNTIME_FILE: Final = "runtime.json"
+#: Where ``slipstream up`` keeps the NATS credentials it generated (``shared.access``).
+CREDENTIALS_DIR: Final = "credentials"
 LOCK_FILE: Final = "slipstream.lock"
 
 
@@ -119,6 +121,18 @@ def read_runtime(data_dir: Path) -> RuntimeInfo | None:
 def clear_runtime(data_dir: Path) -> None:
     """Remove the runtime file (on shutdown)."""
     (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+
+
+def ops_nats(settings: Settings) -> NatsSettings:
+    """The NATS settings the CLI (``replay``, ``tail``) connects with: the configured ones, or,
+    with no NATS configured, those of a running ``slipstream up``'s ``ops`` user (its
+    password file in the data folder)."""
+    if settings.nats.servers or settings.nats.user:
+        return settings.nats
+    path = settings.data_path / CREDENTIALS_DIR / "ops.password"
+    if not path.exists():
+        return settings.nats
+    return msgspec.structs.replace(settings.nats, user="ops", password_file=str(path))
 
 
 def nats_servers(settings: Settings) -> list[str]:

@@ -38,7 +38,7 @@ from shared.http import StartupError, bind
 from shared.http import server as http_server
 from shared.runtime import NatsNotFoundError
 from shared.settings import Settings, SettingsError, load_settings
-from shared.tasks import background, on_crash, supervise
+from shared.tasks import background, crash, on_crash, supervise
 
 log = logs.get(__name__)
 
@@ -139,11 +139,16 @@ async def _with_signals(main: Main, settings: Settings) -> None:
 
     def crash(name: str, error: BaseException) -> None:
         crashed.append(f"{name} ({type(error).__name__}: {error})")
+        if isinstance(error, bus.NatsAccessError):
+            refused.append(error)
         stop.set()
 
+    refused: list[bus.NatsAccessError] = []
     on_crash(crash)
     try:
         await main(settings, stop)
+    except bus.NatsAccessError:
+        raise
     except Exception as exc:
         if not crashed:
             raise
@@ -152,6 +157,8 @@ async def _with_signals(main: Main, settings: Settings) -> None:
                   exc_info=None if getattr(exc, "_slipstream_reported", False) else exc)
     finally:
         on_crash(None)
+    if refused:
+        raise refused[0]  # NATS refused the service something: a start-up error, readable
     if crashed:
         raise CrashedError(f"stopped: background task {crashed[0]} crashed")
 
@@ -168,6 +175,7 @@ class NatsLink:
         self._settings = settings
         self._task: asyncio.Task[Client] | None = None
         self._guard: asyncio.Task[None] | None = None
+        self.access = bus.Access(settings.nats.user)
         self.client: Client | None = None
         self.failure: str | None = None
         self.ready = asyncio.Event()
@@ -181,15 +189,20 @@ class NatsLink:
             exc = task.exception()
             self.failure = f"{type(exc).__name__}: {exc}"
             log.error("nats start-up failed", error=self.failure)
+            if isinstance(exc, bus.NatsAccessError):
+                crash(f"nats-connect-{self._service}", exc)  # fail fast: it will not get better
 
     async def _connect(self) -> Client:
         nc = await retry_connect(
-            lambda: bus.connect(self._servers, self._service, self._settings.nats),
+            lambda: bus.connect(self._servers, self._service, self._settings.nats,
+                                guard=self.access),
             wait=self._settings.nats.reconnect_wait)
         if nc is None:  # unreachable: without a stop event it only returns connected
             raise RuntimeError("NATS connection loop ended without a connection")
         self.client = nc
-        await topology.apply(nc.jetstream(), replicas=self._settings.nats.replicas)
+        await self.access.check(topology.apply(nc.jetstream(),
+                                               replicas=self._settings.nats.replicas))
+        await self.access.check(nc.flush())
         log.info("nats ready", servers=self._servers)
         self.ready.set()
         self._guard = asyncio.create_task(guard_topology(nc, self._settings),
@@ -260,13 +273,24 @@ async def run_broker_service(*, service: str, settings: Settings, host: str, por
     app = Litestar(route_handlers=ROUTES, state=State({"readiness": readiness}),
                    openapi_config=None, logging_config=None)
     server = http_server(app, log_level=settings.log_level, graceful=HTTP_GRACE)
+    guard = bus.guard_of(broker)
+    refused: bus.NatsAccessError | None = None
     async with asyncio.TaskGroup() as tg:
         tg.create_task(server.serve([sock]), name=f"{service}-health")
-        nc = await retry_connect(broker.connect, wait=settings.nats.reconnect_wait, stop=stop)
+        try:
+            nc = await retry_connect(broker.connect, wait=settings.nats.reconnect_wait,
+                                     stop=stop)
+            guard.connected = nc is not None
+            if nc is not None:
+                holder.append(nc)
+                await guard.check(topology.apply(nc.jetstream(), replicas=settings.nats.replicas))
+                await guard.check(broker.start())
+                await guard.check(nc.flush())  # the server has answered every subscription
+        except bus.NatsAccessError as exc:
+            refused, nc = exc, None
+            if holder:
+                await _stop_broker(broker, holder[0])
         if nc is not None:
-            holder.append(nc)
-            await topology.apply(nc.jetstream(), replicas=settings.nats.replicas)
-            await broker.start()
             log.info("service ready", health=f"http://{host}:{port}/readyz")
             worker = tg.create_task(work(broker, nc, stop), name=f"{service}-work") if work else None
             async with background(guard_topology(nc, settings), f"{service}-topology-guard",
@@ -279,6 +303,8 @@ async def run_broker_service(*, service: str, settings: Settings, host: str, por
             if cleanup is not None:
                 await cleanup()  # what the handlers used is closed only after they finished
         server.should_exit = True
+    if refused is not None:
+        raise refused
 
 
 async def _stop_broker(broker: NatsBroker, nc: Client) -> None:

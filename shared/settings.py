@@ -48,10 +48,28 @@ PublicUrl = Annotated[str, msgspec.Meta(
     description="an http(s) URL such as http://127.0.0.1:8081")]
 
 
+NatsUser = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$",
+                                       description="a NATS user name (letters, digits, . _ -)")]
+
+
 class NatsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Where NATS is; without ``url`` the embedded server of ``slipstream up`` is used."""
 
     url: NatsUrl | None = None
+    #: The NATS user this process connects as (one per role: scheduler, extractor, relay,
+    #: gateway, ops); ``slipstream up`` gives each child its own.
+    user: NatsUser | None = None
+    #: The user's password (prefer ``password_file``: environments are easier to leak).
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=512,
+                                          description="1 to 512 characters")] | None = None
+    #: A file holding the user's password (a Kubernetes or compose secret, or what
+    #: ``slipstream up`` generated); it must not be readable by others.
+    password_file: str | None = None
+    #: TLS for client connections: the CA that signed the servers' certificates, and this
+    #: client's certificate and key when the servers verify clients.
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     #: JetStream replicas for streams and buckets (3 on a 3-node cluster).
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5, description="1 to 5")] = 1
     connect_timeout: Seconds = 5.0
@@ -62,6 +80,14 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     def servers(self) -> list[str]:
         """The configured server URLs, in order."""
         return [u.strip() for u in (self.url or "").split(",") if u.strip()]
+
+    def __post_init__(self) -> None:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("nats: set password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and self.user is None:
+            raise ValueError("nats: a password needs nats.user")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("nats: tls_cert and tls_key go together")
 
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -472,11 +498,11 @@ def load_settings(config: str | Path | None = None,
     converted = _convert_fields(Settings, raw, "", problems)
     if problems:
         raise SettingsError(problems, source)
-    sections = {
-        name: value if not isinstance(value, dict) else _SECTIONS[name](**value)
-        for name, value in converted.items()
-    }
     try:
+        sections = {
+            name: value if not isinstance(value, dict) else _SECTIONS[name](**value)
+            for name, value in converted.items()
+        }
         return Settings(**typing.cast(dict[str, Any], sections))
     except (TypeError, ValueError) as exc:  # cross-field checks in __post_init__
         raise SettingsError([str(exc)], source) from exc

@@ -20,6 +20,17 @@ JOBS_PREFIX: Final = "jobs.extract"
 EXTRACT_JOBS_ALL: Final = f"{JOBS_PREFIX}.>"
 #: Every subject that the ``DEADLETTER`` stream stores.
 DEADLETTER_ALL: Final = f"{DEADLETTER_PREFIX}.>"
+#: Public events for other programs (the ``PUBLIC`` stream): public views only, never a secret.
+PUBLIC_PREFIX: Final = "public"
+PUBLIC_ALL: Final = f"{PUBLIC_PREFIX}.>"
+#: Every public stream event: ``public.streams.<season>.<event>.<kind>.<stream-id>``.
+PUBLIC_STREAMS_ALL: Final = f"{PUBLIC_PREFIX}.streams.>"
+#: Every public session event: ``public.sessions.<season>.<event>.<kind>``.
+PUBLIC_SESSIONS_ALL: Final = f"{PUBLIC_PREFIX}.sessions.>"
+
+#: Where an operator may republish history for a debugging consumer (``replay --republish``).
+DEBUG_ALL: Final = "debug.>"
+
 CHANNELS_PREFIX: Final = "channels"
 #: Every channel switch (``ChannelSwitch``), of every channel.
 CHANNEL_SWITCHES_ALL: Final = f"{CHANNELS_PREFIX}.>"
@@ -137,13 +148,24 @@ def kv_subjects(bucket: str) -> str:
 
 
 def stream_feed(session: str | None = None) -> str:
-    """The change feed of stream records: the ``streams`` KV's own subjects.
+    """The change feed of private stream records: the ``streams`` KV's own subjects, for the
+    back end only (other programs follow :data:`PUBLIC_STREAMS_ALL`, which carries the public
+    view; the NATS permissions refuse them these subjects).
 
-    This is how other services follow streams (resolved, updated, health changed, removed):
-    each message is a ``StreamRecord`` (JSON), or a removal with header ``KV-Operation: DEL``
-    (or ``PURGE``) and no body. Subscribe with core NATS, or watch the bucket for a snapshot first.
+    Each message is a ``StreamRecord`` (JSON), or a removal with header ``KV-Operation: DEL``
+    (or ``PURGE``) and no body.
     """
     return f"{kv_subjects('streams')}{stream_keys(session)}"
+
+
+def public_stream(session: str, stream_id: str) -> str:
+    """Subject of one stream's public events: ``public.streams.2026.monaco.race.demo-plain``."""
+    return f"{PUBLIC_PREFIX}.streams.{stream_key(session, stream_id)}"
+
+
+def public_session(session: str) -> str:
+    """Subject of one session's public events: ``public.sessions.2026.monaco.race``."""
+    return f"{PUBLIC_PREFIX}.sessions.{check_session_key(session)}"
 
 
 def session_of(subject: str) -> str | None:

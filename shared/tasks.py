@@ -38,6 +38,16 @@ def on_crash(handler: CrashHandler | None) -> None:
     _crash_handler.set(handler)
 
 
+def crash(name: str, error: BaseException) -> bool:
+    """Report that something the service cannot do without failed (``name``, ``error``) to the
+    crash handler of this context; ``False`` when none is installed (a test, a CLI)."""
+    handler = _crash_handler.get()
+    if handler is None:
+        return False
+    handler(name, error)
+    return True
+
+
 def supervise(task: asyncio.Task[Any], name: str, *, critical: bool = False) -> list[bool]:
     """Log ``task``'s crash as soon as it happens (and, if ``critical``, call the handler).
     Returns a flag list that holds ``True`` once a handler took the crash."""

@@ -1,8 +1,10 @@
 """The JetStream topology, declared once and applied idempotently by every service at start.
 
 Streams: ``SESSIONS`` (session life cycle), ``JOBS`` (one keep-fresh job per session and source,
-a work queue), ``DEADLETTER`` (jobs that failed for good), ``CHANNELS`` (every stream a channel
-put on air, for audit; the last message of each channel's subject says what is on air).
+a work queue), ``DEADLETTER`` (jobs that failed for good), ``PUBLIC`` (the public events other
+programs follow: the last public view of each stream and session), ``CHANNELS`` (every stream
+a channel put on air, for audit; the last message of each channel's subject says what is on
+air).
 KV buckets: ``streams`` (resolved stream records), ``sessions`` (current phase of each session).
 Durable consumers: ``extractor`` on ``SESSIONS`` (fans sessions out into jobs) and
 ``extract-worker`` on ``JOBS`` (does them), each shared by every extractor replica.
@@ -40,6 +42,7 @@ log = logs.get(__name__)
 SESSIONS_STREAM: Final = "SESSIONS"
 JOBS_STREAM: Final = "JOBS"
 DEADLETTER_STREAM: Final = "DEADLETTER"
+PUBLIC_STREAM: Final = "PUBLIC"
 CHANNELS_STREAM: Final = "CHANNELS"
 STREAMS_BUCKET: Final = "streams"
 SESSIONS_BUCKET: Final = "sessions"
@@ -129,6 +132,22 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             max_msg_size=MAX_PAYLOAD_BYTES,
             duplicate_window=DUPLICATE_WINDOW,
             discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
+            name=PUBLIC_STREAM,
+            description="Public stream and session events for other programs (no secrets)",
+            subjects=[subjects.PUBLIC_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            # The last event of each stream and session: a consumer starting with
+            # DeliverPolicy.LAST_PER_SUBJECT gets the current picture, then every change.
+            max_msgs_per_subject=1,
+            max_age=30 * DAY,
+            max_msg_size=MAX_PAYLOAD_BYTES,
+            duplicate_window=DUPLICATE_WINDOW,
+            discard=DiscardPolicy.OLD,
+            allow_direct=True,
         ),
         StreamConfig(
             name=JOBS_STREAM,

@@ -133,3 +133,16 @@ def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env["SLIPSTREAM_DATA_DIR"] = str(data_dir)
     env.update(extra)
     return env
+
+
+def login(data: Path | None, role: str = "ops") -> dict[str, str]:
+    """``nats.connect`` options to act as ``role`` (ops reads everything, scheduler publishes
+    session events, extractor writes stream records) on the NATS of a ``slipstream up`` whose
+    data folder is ``data``: its generated user, password and inbox prefix. Empty when that
+    run made no credentials (an external NATS, or ``data`` is None)."""
+    if data is None:
+        return {}
+    path = data / "credentials" / f"{role}.password"
+    if not path.exists():
+        return {}
+    return {"user": role, "password": path.read_text().strip(), "inbox_prefix": f"_INBOX.{role}"}

@@ -21,7 +21,7 @@ from shared.kv import keys as kv_keys
 from shared.sessions import Live, Session, SessionKind
 from shared.streams import Health, StreamRecord
 from tests.conftest import free_port
-from tests.procs import Proc, base_env, module, status, wait_until
+from tests.procs import Proc, base_env, login, module, status, wait_until
 
 
 @dataclass
@@ -75,8 +75,9 @@ class System:
                     proc.stop(signal.SIGTERM, timeout=30)
 
 
-async def _records(servers: list[str], pattern: str) -> dict[str, tuple[Health, int]]:
-    nc = await nats.connect(servers, connect_timeout=2)
+async def _records(servers: list[str], pattern: str,
+                   data: Path | None = None) -> dict[str, tuple[Health, int]]:
+    nc = await nats.connect(servers, connect_timeout=2, **login(data, "ops"))
     try:
         kv = await topology.streams_kv(nc.jetstream())
         found = {}
@@ -99,18 +100,21 @@ async def stored_events(js: Any) -> set[tuple[str, str | None]]:
     return events
 
 
-def records(servers: list[str], pattern: str = "*.demo.sprint.*") -> dict[str, tuple[Health, int]]:
-    """Health and revision of each stream record whose key matches ``pattern``."""
-    return asyncio.run(_records(servers, pattern))
+def records(servers: list[str], pattern: str = "*.demo.sprint.*",
+            data: Path | None = None) -> dict[str, tuple[Health, int]]:
+    """Health and revision of each stream record whose key matches ``pattern`` (``data``: the
+    data folder of a ``slipstream up`` whose NATS needs its credentials)."""
+    return asyncio.run(_records(servers, pattern, data))
 
 
-def healthy(servers: list[str], pattern: str = "*.demo.sprint.*", count: int = 3) -> bool:
-    got = records(servers, pattern)
+def healthy(servers: list[str], pattern: str = "*.demo.sprint.*", count: int = 3,
+            data: Path | None = None) -> bool:
+    got = records(servers, pattern, data)
     return len(got) == count and all(h is Health.OK for h, _ in got.values())
 
 
-async def _go_live(servers: list[str], session: Session) -> None:
-    nc = await nats.connect(servers, connect_timeout=2)
+async def _go_live(servers: list[str], session: Session, data: Path | None) -> None:
+    nc = await nats.connect(servers, connect_timeout=2, **login(data, "scheduler"))
     try:
         await publish_live(nc, session)
     finally:
@@ -139,9 +143,9 @@ async def go_live_event(nc: Any, key: str) -> Session:
     return session
 
 
-def go_live(servers: list[str], key: str) -> Session:
+def go_live(servers: list[str], key: str, data: Path | None = None) -> Session:
     """Publish, as the scheduler would, that a session of season 2099 (which no calendar
     manages, so nothing else moves it) is live now."""
     session = live_session(key)
-    asyncio.run(_go_live(servers, session))
+    asyncio.run(_go_live(servers, session, data))
     return session

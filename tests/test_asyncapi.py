@@ -59,3 +59,35 @@ async def test_the_gateway_serves_the_document(nats_url: str, serve: Callable[..
     assert got.status_code == 200
     assert got.headers["content-type"].startswith("application/json")
     assert got.json() == json.loads(DOC.read_text())
+
+
+def test_the_public_channels_are_marked_and_carry_no_private_field() -> None:
+    """Exactly the public.streams and public.sessions channels are marked public, and no schema
+    they reach has a field that holds a secret in the private record."""
+    doc = json.loads(DOC.read_text())
+    public = {c["address"] for c in doc["channels"].values() if c["x-slipstream-public"]}
+    assert public == {subjects.PUBLIC_STREAMS_ALL, subjects.PUBLIC_SESSIONS_ALL}
+    schemas = doc["components"]["schemas"]
+
+    def reachable(node: object, seen: set[str]) -> set[str]:
+        text = json.dumps(node)
+        for ref in [r for r in text.split('"') if r.startswith("#/components/schemas/")]:
+            name = ref.rsplit("/", 1)[1]
+            if name not in seen:
+                seen.add(name)
+                reachable(schemas[name], seen)
+        return seen
+
+    messages = doc["components"]["messages"]
+    for channel in doc["channels"].values():
+        if not channel["x-slipstream-public"]:
+            continue
+        for ref in channel["messages"].values():
+            name = ref["$ref"].rsplit("/", 1)[1]
+            reached = reachable(messages[name]["payload"], set())
+            assert reached & {"StreamView", "SessionStatus", "SessionView"}
+            assert "StreamRecord" not in reached
+            assert "Variant" not in reached
+            for schema in reached:
+                fields = set(schemas[schema].get("properties", {}))
+                assert not fields & {"upstream_url", "headers", "cookies", "uri"}, schema

@@ -3,7 +3,8 @@ demo origin, a scheduler, two extractors and two relays, all real processes. In 
 the live demo session one NATS node (the leader of the streams that matter) and one extractor
 are killed with SIGKILL: no session event is lost, no job is queued twice, the surviving
 extractor keeps every stream fresh, and a viewer fetching through a relay keeps getting new
-segments."""
+segments. The cluster runs with permissions on: a NATS user per role (``shared.access``), each
+process connecting as its own, no anonymous access."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import m3u8
 import nats
 import pytest
 
-from shared import topology
+from shared import access, topology
 from shared.calendar import demo_calendar_path
 from shared.codec import decode
 from shared.kv import keys as kv_keys
@@ -29,7 +30,7 @@ from shared.natsserver import ClusterNode, EmbeddedNats
 from shared.relay_urls import Signer, load_secret
 from shared.streams import Health, StreamRecord
 from tests.conftest import free_ports
-from tests.procs import Proc, base_env, module, status, wait_until
+from tests.procs import Proc, base_env, login, module, status, wait_until
 from tests.system import stored_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -38,9 +39,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
     routes = free_ports(3)
+    creds = access.ensure_credentials(tmp_path / "data" / access.CREDENTIALS_DIR)
+    users = access.authorization({role: c.password for role, c in creds.items()})
     nodes = [EmbeddedNats(tmp_path / f"nats{i}", name=f"n{i}", cluster=ClusterNode(
         port=routes[i], routes=tuple(f"nats-route://127.0.0.1:{p}" for j, p in enumerate(routes)
-                                     if j != i))) for i in range(3)]
+                                     if j != i)), authorization=users) for i in range(3)]
     try:
         for node in nodes:
             node.start()
@@ -50,9 +53,10 @@ def cluster(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
             node.stop()
 
 
-async def _jetstream_ready(servers: list[str]) -> bool:
+async def _jetstream_ready(servers: list[str], data: Path) -> bool:
     try:
-        nc = await nats.connect(servers, connect_timeout=2, max_reconnect_attempts=1)
+        nc = await nats.connect(servers, connect_timeout=2, max_reconnect_attempts=1,
+                                **login(data, "ops"))
     except (OSError, nats.errors.Error):
         return False
     try:
@@ -65,10 +69,15 @@ async def _jetstream_ready(servers: list[str]) -> bool:
         await nc.close()
 
 
-async def _snapshot(servers: list[str]) -> dict[str, object]:
+async def _anonymous(servers: list[str]) -> None:
+    nc = await nats.connect(servers, connect_timeout=2, allow_reconnect=False)
+    await nc.close()
+
+
+async def _snapshot(servers: list[str], data: Path) -> dict[str, object]:
     """What must survive: every session event (subject and message id), the job queue, and the
     stream records (health and revision)."""
-    nc = await nats.connect(servers, connect_timeout=2)
+    nc = await nats.connect(servers, connect_timeout=2, **login(data, "ops"))
     try:
         js = nc.jetstream()
         sessions = await js.stream_info(topology.SESSIONS_STREAM)
@@ -87,13 +96,13 @@ async def _snapshot(servers: list[str]) -> dict[str, object]:
         await nc.close()
 
 
-def snapshot(servers: list[str]) -> dict[str, object]:
+def snapshot(servers: list[str], data: Path) -> dict[str, object]:
     """The snapshot, retried while the cluster elects new stream leaders (requests time out
     meanwhile)."""
     deadline = time.monotonic() + 45
     while True:
         try:
-            return asyncio.run(_snapshot(servers))
+            return asyncio.run(_snapshot(servers, data))
         except (nats.errors.Error, TimeoutError):
             if time.monotonic() > deadline:
                 raise
@@ -103,9 +112,11 @@ def snapshot(servers: list[str]) -> dict[str, object]:
 def test_a_nats_node_and_an_extractor_die_mid_session(cluster: list[EmbeddedNats],
                                                       tmp_path: Path) -> None:
     servers = [n.url for n in cluster]
-    wait_until(lambda: asyncio.run(_jetstream_ready(servers)), 30, "JetStream cluster ready")
-    demo_port, relay_a, relay_b, ext_a, ext_b, sched = free_ports(6)
     data = tmp_path / "data"
+    wait_until(lambda: asyncio.run(_jetstream_ready(servers, data)), 30, "JetStream cluster ready")
+    with pytest.raises(nats.errors.Error, match=r"(?i)authorization"):  # no anonymous access
+        asyncio.run(_anonymous(servers))
+    demo_port, relay_a, relay_b, ext_a, ext_b, sched = free_ports(6)
     common = {"SLIPSTREAM_NATS_URL": ",".join(servers), "SLIPSTREAM_NATS_REPLICAS": "3",
               "SLIPSTREAM_NATS_RECONNECT_WAIT": "0.2", "SLIPSTREAM_DEMO_PORT": str(demo_port),
               "SLIPSTREAM_EXTRACTOR_DEMO_SOURCES": "true",
@@ -116,6 +127,10 @@ def test_a_nats_node_and_an_extractor_die_mid_session(cluster: list[EmbeddedNats
     procs: dict[str, Proc] = {}
 
     def start(name: str, service: str, **env: str) -> Proc:
+        if service != "demo":  # each service as its own NATS user
+            env["SLIPSTREAM_NATS_USER"] = service
+            env["SLIPSTREAM_NATS_PASSWORD_FILE"] = str(
+                access.password_path(data / access.CREDENTIALS_DIR, service))
         procs[name] = Proc(module(f"services.{service}"), base_env(data, **common, **env))
         return procs[name]
 
@@ -127,15 +142,21 @@ def test_a_nats_node_and_an_extractor_die_mid_session(cluster: list[EmbeddedNats
         start("extractor-b", "extractor", SLIPSTREAM_EXTRACTOR_PORT=str(ext_b))
         start("scheduler", "scheduler", SLIPSTREAM_SCHEDULER_PORT=str(sched))
         for port in (relay_a, relay_b, ext_a, ext_b, sched):
-            wait_until(lambda p=port: status(f"http://127.0.0.1:{p}/readyz") == 200, 90,  # type: ignore[misc]
-                       f"service on {port} ready")
+            try:
+                wait_until(lambda p=port: status(f"http://127.0.0.1:{p}/readyz") == 200, 90,  # type: ignore[misc]
+                           f"service on {port} ready")
+            except AssertionError as exc:
+                tails = "\n".join(f"--- {n}\n" + "\n".join(pr.lines[-15:])
+                                  for n, pr in procs.items())
+                raise AssertionError(f"{exc}; ready: {status(f'http://127.0.0.1:{port}/readyz')}"
+                                     f"\n{tails}") from None
 
         def all_healthy() -> bool:
-            records = snapshot(servers)["records"]
+            records = snapshot(servers, data)["records"]
             return len(records) == 3 and all(h is Health.OK for h, _ in records.values())  # type: ignore[union-attr]
 
         wait_until(all_healthy, 120, "three healthy demo streams")
-        before = snapshot(servers)
+        before = snapshot(servers, data)
         jobs = before["jobs"]
         assert isinstance(jobs, dict)
         assert sum(1 for s in jobs if ".demo.sprint." in s) == 3  # one job per source
@@ -195,7 +216,7 @@ def test_a_nats_node_and_an_extractor_die_mid_session(cluster: list[EmbeddedNats
                    "every sprint job run by the surviving extractor")
 
         # Nothing acknowledged was lost, nothing was queued twice, every stream still healthy.
-        after = snapshot(survivors)
+        after = snapshot(survivors, data)
         assert before["events"] <= after["events"]  # type: ignore[operator]
         assert all(h is Health.OK for h, _ in after["records"].values())  # type: ignore[union-attr]
         assert set(after["records"]) == set(before["records"])  # type: ignore[call-overload]

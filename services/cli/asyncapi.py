@@ -32,6 +32,7 @@ from services.scheduler.app import SchedulerApp
 from shared import subjects, topology
 from shared.channels import ChannelSwitch
 from shared.control import ReresolveReply, ReresolveRequest
+from shared.feed import SessionChanged, StreamChanged, StreamRemoved
 from shared.jobs import DeadLetter, ExtractJob
 from shared.sessions import SessionEvent
 from shared.settings import load_settings
@@ -44,6 +45,9 @@ STREAMS_KV = f"{subjects.kv_subjects(topology.STREAMS_BUCKET)}>"
 SESSIONS_KV = f"{subjects.kv_subjects(topology.SESSIONS_BUCKET)}>"
 SOURCES_KV = f"{subjects.kv_subjects(topology.SOURCES_BUCKET)}>"
 SOURCE_STATS_KV = f"{subjects.kv_subjects(topology.SOURCE_STATS_BUCKET)}>"
+
+
+PublicStreamEvent = StreamChanged | StreamRemoved
 
 
 class ResyncRequest(msgspec.Struct, frozen=True):
@@ -60,11 +64,17 @@ PAYLOADS: dict[str, Any] = {
     SESSIONS_KV: SessionEvent,
     subjects.SCHEDULER_RESYNC: ResyncRequest,
     subjects.EXTRACTOR_RERESOLVE: ReresolveRequest,
+    subjects.PUBLIC_STREAMS_ALL: PublicStreamEvent,
+    subjects.PUBLIC_SESSIONS_ALL: SessionChanged,
     subjects.EXTRACTOR_CHECK: CheckRequest,
     subjects.SOURCE_CHANGES_ALL: SourceChanged,
     SOURCES_KV: SourceRecord,
     SOURCE_STATS_KV: SourceStats,
 }
+#: The channels other programs may follow (the NATS user ``consumer`` may read these only);
+#: every other channel is internal to Slipstream.
+PUBLIC_CHANNELS: frozenset[str] = frozenset({subjects.PUBLIC_STREAMS_ALL,
+                                             subjects.PUBLIC_SESSIONS_ALL})
 #: Replies to requests: no subject of their own, but their schemas are in the document.
 REPLIES: list[Any] = [ReresolveReply, CheckReply]
 
@@ -100,6 +110,21 @@ def documentation_broker() -> NatsBroker:
         "extractor writes resolved streams (private: upstream URL, headers, cookies); the "
         "relay and the gateway watch it. A delete means the stream is gone; a purge (never "
         "done by Slipstream) means it was lost and is being re-resolved.")
+    broker.publisher(
+        subjects.PUBLIC_STREAMS_ALL, title="public-stream-events",
+        description="PUBLIC: the interface other programs subscribe to. "
+        "public.streams.<season>.<event>.<kind>.<stream-id> on the PUBLIC stream (the last event "
+        "of each subject kept): StreamChanged (the public view: title, source, health, a fixed "
+        "health phrase, qualities; never an upstream URL, header, cookie or token; playback_url "
+        "empty, ask the gateway's /api/streams for a signed one) or StreamRemoved. Announced by "
+        "the extractor for every change of the streams bucket; Nats-Msg-Id <key>@<revision>. "
+        "Read with the NATS user 'consumer' (inbox prefix _INBOX.consumer).")
+    broker.publisher(
+        subjects.PUBLIC_SESSIONS_ALL, title="public-session-events",
+        description="PUBLIC: the interface other programs subscribe to. "
+        "public.sessions.<season>.<event>.<kind> on the PUBLIC stream: SessionChanged (the "
+        "session, its phase and since when) for every change of the sessions bucket, announced "
+        "by the scheduler. Read with the NATS user 'consumer'.")
     broker.publisher(
         SESSIONS_KV, title="session-states",
         description="KV bucket 'sessions', key <season>.<event>.<kind>: the last event of each "
@@ -140,6 +165,8 @@ def generate() -> dict[str, Any]:
                                "description": "NATS with JetStream (slipstream up embeds one)"}}
     for channel in doc["channels"].values():
         channel["servers"] = [{"$ref": "#/servers/nats"}]
+        # x-slipstream-public marks what other programs may subscribe to; the rest is internal.
+        channel["x-slipstream-public"] = channel["address"] in PUBLIC_CHANNELS
     _, components = msgspec.json.schema_components(
         [*PAYLOADS.values(), *REPLIES], ref_template="#/components/schemas/{name}")
     doc["components"]["schemas"] = components

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nats
 import nats.errors
@@ -16,7 +18,9 @@ import nats.errors
 from services.cli import channels, sources
 from services.cli.replay import SOURCES, ReplayError, parse_duration, replay, tail
 from services.cli.supervisor import python_module
-from shared.runtime import NatsNotFoundError, nats_servers, read_runtime
+from shared import access, bus, logs
+from shared.access import CredentialsError
+from shared.runtime import NatsNotFoundError, nats_servers, ops_nats, read_runtime
 from shared.settings import Settings, SettingsError, load_settings
 
 SERVICES = ("scheduler", "extractor", "relay", "gateway", "demo")
@@ -58,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="write it to shared/asyncapi.json")
     mode.add_argument("--check", action="store_const", const="check", dest="mode",
                       help="exit 1 if shared/asyncapi.json differs from what the code says")
+    acc = sub.add_parser("access", help="print the nats-server authorization block: a user "
+                         "per role with its permissions, passwords as $SLIPSTREAM_NATS_<ROLE>_"
+                         "PASSWORD variables")
+    acc.add_argument("--role", metavar="ROLE", help="print one role's allow-lists as JSON instead")
+    acc.add_argument("--helm", action="store_true", help="print the users as the NATS Helm "
+                     "chart's config.merge.authorization, in JSON (passwords from container.env)")
+    cred = sub.add_parser("credentials", help="make the NATS credentials of a deployment in a "
+                          "folder: <role>.password files and nats-auth.conf (never overwritten)")
+    cred.add_argument("folder", metavar="DIR")
     chan = sub.add_parser("channels", help="the keys that sign channel URLs (for IPTV players)")
     chan_sub = chan.add_subparsers(dest="channels_command", required=True, metavar="COMMAND")
     chan_sub.add_parser("list", help="show the keys and the live-now channel URL")
@@ -107,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.execv(cmd[0], cmd)  # noqa: S606
     if rest and not (args.command == "sources" and args.sources_command == "check"):
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "access":
+        return _access(args.role, helm=args.helm)
+    if args.command == "credentials":
+        return _credentials(Path(args.folder))
     if args.command == "asyncapi":
         from services.cli import asyncapi  # noqa: PLC0415 - FastStream only for this command
         return asyncapi.main(args.mode or "print")
@@ -133,8 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _history(settings: Settings, args: argparse.Namespace) -> int:
     """``replay`` and ``tail``: connect to the NATS of a running system (or the configured one)."""
     async def run() -> None:
-        nc = await nats.connect(nats_servers(settings), name=f"slipstream-{args.command}",
-                                connect_timeout=5, max_reconnect_attempts=3)
+        options = bus.connect_options(nats_servers(settings), args.command, ops_nats(settings))
+
+        async def quiet() -> None:
+            return None
+
+        # A command's output is the history: connection news would only interleave with it
+        # (what NATS refuses still goes to stderr, through the error callback's log).
+        options.update(connect_timeout=5, max_reconnect_attempts=3, disconnected_cb=quiet,
+                       reconnected_cb=quiet, closed_cb=quiet)
+        nc = await nats.connect(**options)
         try:
             if args.command == "replay":
                 await replay(nc, args.stream, subject=args.subject,
@@ -146,19 +171,52 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
-                await tail(nc, args.streams, as_json=args.json, stop=stop)
+                await tail(nc, args.streams, as_json=args.json, stop=stop, on_ready=lambda: print(
+                    f"following {' '.join(args.streams)} (Ctrl-C stops)", file=sys.stderr,
+                    flush=True))
         finally:
             await nc.drain()
 
+    logs.configure(args.command, "warning", "console")  # to stderr: stdout is the output
     try:
         asyncio.run(run())
-    except (ReplayError, NatsNotFoundError) as exc:
+    except (ReplayError, NatsNotFoundError, bus.NatsAccessError, CredentialsError) as exc:
         print(f"slipstream {args.command}: {exc}", file=sys.stderr)
         return 1
     except (OSError, nats.errors.Error) as exc:
         print(f"slipstream {args.command}: cannot reach NATS ({type(exc).__name__}: {exc})",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _credentials(folder: Path) -> int:
+    try:
+        made = access.write_credentials(folder)
+    except (OSError, access.CredentialsError) as exc:
+        print(f"slipstream credentials: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(str(path) for path in made))
+    return 0
+
+
+def _access(role: str | None, *, helm: bool = False) -> int:
+    if helm:
+        users = access.users(lambda r: f"<< ${access.password_variable(r)} >>")
+        # JSON is YAML: paste it into the values file (or pass it with helm -f).
+        print(json.dumps({"config": {"merge": {"authorization": {"users": users}}}}, indent=2))
+        return 0
+    if role is None:
+        sys.stdout.write(access.authorization())
+        return 0
+    try:
+        perms = access.permissions(role)
+    except ValueError:
+        print(f"slipstream access: unknown role {role!r}; one of: "
+              f"{', '.join(r.value for r in access.Role)}", file=sys.stderr)
+        return 2
+    print(json.dumps({"user": role, "publish": perms.publish, "subscribe": perms.subscribe,
+                      "allow_responses": perms.allow_responses}, indent=2))
     return 0
 
 

@@ -21,10 +21,11 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from shared import subjects, topology
+from shared import bus, subjects, topology
+from shared.access import CredentialsError
 from shared.codec import PayloadError, decode, encode
 from shared.kv import keys as kv_keys
-from shared.runtime import NatsNotFoundError, nats_servers
+from shared.runtime import NatsNotFoundError, nats_servers, ops_nats
 from shared.settings import Settings
 from shared.sourceadmin import SourceAdmin, read_stats
 from shared.sources import (
@@ -278,8 +279,17 @@ def is_url(rest: Sequence[str]) -> bool:
 def main(settings: Settings, args: argparse.Namespace, rest: list[str]) -> int:
     """Run one ``sources`` command; readable errors, exit 1 on failure."""
     async def go() -> int:
-        nc = await nats.connect(nats_servers(settings), name="slipstream-sources",
-                                connect_timeout=5, max_reconnect_attempts=3)
+        # As the ops user (its password from a running `slipstream up`, or the configured one).
+        options = bus.connect_options(nats_servers(settings), "sources", ops_nats(settings))
+
+        async def quiet() -> None:
+            return None
+
+        # The output is the command's answer: connection news would only interleave with it
+        # (what NATS refuses still goes to stderr, through the error callback's log).
+        options.update(connect_timeout=5, max_reconnect_attempts=3, disconnected_cb=quiet,
+                       reconnected_cb=quiet, closed_cb=quiet)
+        nc = await nats.connect(**options)
         try:
             return await run(nc, args, rest)
         finally:
@@ -287,7 +297,8 @@ def main(settings: Settings, args: argparse.Namespace, rest: list[str]) -> int:
 
     try:
         return asyncio.run(go())
-    except (SourceError, subjects.InvalidTokenError, NatsNotFoundError) as exc:
+    except (SourceError, subjects.InvalidTokenError, NatsNotFoundError, bus.NatsAccessError,
+            CredentialsError) as exc:
         if getattr(args, "json", False) or "--json" in rest:
             print(_json.encode({"error": str(exc)}).decode())
         print(f"slipstream sources: {exc}", file=sys.stderr)

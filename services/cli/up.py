@@ -23,7 +23,7 @@ from typing import Final
 import httpx
 
 from services.cli.supervisor import Child, Supervisor, python_module
-from shared import logs
+from shared import access, logs
 from shared.calendar import demo_calendar_path
 from shared.http import StartupError, bind
 from shared.natsserver import EmbeddedNats, NatsServerError
@@ -93,6 +93,9 @@ def check_ports(settings: Settings) -> None:
 
 def _child_env(settings: Settings, nats_url: str, data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
+    if not settings.nats.servers:  # the embedded NATS: each child gets its own user below
+        for name in ("USER", "PASSWORD", "PASSWORD_FILE"):
+            env.pop(f"SLIPSTREAM_NATS_{name}", None)
     env["SLIPSTREAM_NATS_URL"] = nats_url
     env["SLIPSTREAM_DATA_DIR"] = str(data_dir)
     env["SLIPSTREAM_CHILD"] = "1"
@@ -149,11 +152,29 @@ class _Up:
             url = ",".join(self.settings.nats.servers)
             self.say(f"  nats       {url} (external)")
             return url
+        # A user per role with its permissions; the passwords are made on the first start.
+        creds = access.ensure_credentials(self.credentials)
         self.nats = EmbeddedNats(self.data_dir / "nats",
-                                 json_log=self.settings.log_format != "console")
+                                 json_log=self.settings.log_format != "console",
+                                 authorization=access.authorization(
+                                     {role: c.password for role, c in creds.items()}))
         url = self.nats.start()
-        self.say(f"  nats       {url} (embedded, store {self.nats.folder / 'store'})")
+        self.say(f"  nats       {url} (embedded, store {self.nats.folder / 'store'}, "
+                 f"credentials {self.credentials})")
         return url
+
+    @property
+    def credentials(self) -> Path:
+        return self.data_dir / access.CREDENTIALS_DIR
+
+    def env_of(self, env: dict[str, str], name: str) -> dict[str, str]:
+        """A child's environment: with the embedded NATS, its own role's user and password
+        file (and no other's)."""
+        if self.nats is None or name not in SERVICES:
+            return env
+        role = access.Role(name)
+        return {**env, "SLIPSTREAM_NATS_USER": role.value,
+                "SLIPSTREAM_NATS_PASSWORD_FILE": str(access.password_path(self.credentials, role))}
 
     def start(self) -> bool:
         """Start everything; ``False`` if start-up was interrupted or failed to get ready."""
@@ -173,7 +194,7 @@ class _Up:
                     return False
                 raise StartupError(f"the demo origin did not start; see {self.logs / 'demo.log'}")
         for name in SERVICES:
-            self.sup.add(Child(name, python_module(f"services.{name}"), env,
+            self.sup.add(Child(name, python_module(f"services.{name}"), self.env_of(env, name),
                                self.logs / f"{name}.log"))
         write_runtime(self.data_dir, RuntimeInfo(
             pid=os.getpid(), started_at=datetime.now(UTC), nats_url=nats_url,
@@ -220,7 +241,7 @@ def up(settings: Settings, config: str | None) -> int:
     try:
         run.start()
         run.supervise()
-    except (StartupError, NatsServerError) as exc:
+    except (StartupError, NatsServerError, access.CredentialsError) as exc:
         say(f"slipstream up: {exc}")
         status = 1
     finally:

@@ -41,9 +41,12 @@ from shared.egress_proxy import EgressProxy
 from shared.health import Readiness
 from shared.identity import BROWSER_USER_AGENT
 from shared.jobs import DeadLetter, ExtractJob
+from shared.kvmirror import KvMirror
+from shared.public import Announcer, announcing, stream_event
 from shared.sessions import Session, SessionEvent, SessionKind
 from shared.settings import Settings, SourceSettings
 from shared.sources import CheckReply, CheckRequest
+from shared.streams import StreamRecord
 from shared.tasks import background
 from shared.times import SystemClock
 
@@ -85,12 +88,13 @@ class ExtractorApp:
             subjects.SESSIONS_ALL, stream=JStream(topology.SESSIONS_STREAM, declare=False),
             durable=topology.EXTRACTOR_CONSUMER, pull_sub=PullSub(batch_size=1, timeout=1.0),
             ack_policy=AckPolicy.MANUAL, description="Session events: queue or remove jobs",
+            inbox_prefix=bus.pull_inbox(SERVICE),
         )(self.on_session)
         self.broker.subscriber(
             subjects.EXTRACT_JOBS_ALL, stream=JStream(topology.JOBS_STREAM, declare=False),
             durable=topology.WORKER_CONSUMER, pull_sub=PullSub(batch_size=1, timeout=1.0),
             ack_policy=AckPolicy.MANUAL, max_workers=WORKERS,
-            description="Keep-fresh extraction jobs",
+            description="Keep-fresh extraction jobs", inbox_prefix=bus.pull_inbox(SERVICE),
         )(self.on_job)
         self.broker.subscriber(
             subjects.EXTRACTOR_RERESOLVE, queue=subjects.EXTRACTOR_QUEUE,
@@ -287,7 +291,14 @@ class ExtractorApp:
         await seed(js, sources_kv, self.settings)
         await restore_from_events(js, sources_kv)
         self.follower = SourceFollower(self.settings, js, sources_kv, jobs)
-        async with background(self.follower.run(), "sources", critical=True):
+        # Every change of the streams bucket is announced as a public stream event (replicas
+        # announce the same changes; the PUBLIC stream stores each once, by message id).
+        announcer = Announcer[StreamRecord](js, stream_event)
+        records = KvMirror[StreamRecord](StreamRecord, on_change=announcer.on_change)
+        async with background(self.follower.run(), "sources", critical=True), \
+                background(records.follow_forever(js, topology.STREAMS_BUCKET),
+                           "streams-watch", critical=True), \
+                announcing(announcer, "public-stream-events"):
             waits = {asyncio.create_task(self.follower.mirror.synced.wait()),
                      asyncio.create_task(stop.wait())}
             try:
@@ -300,7 +311,7 @@ class ExtractorApp:
                 self.jobs = jobs
                 log.info("extractor ready", sources=sorted(jobs.catalog))
                 await stop.wait()
-            self.cancel_runs()
+            self.cancel_runs()  # first: job runs in flight go back to the queue at once
 
     async def close(self) -> None:
         """After the broker drained: close the browser, the proxy and the client."""

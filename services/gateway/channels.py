@@ -20,7 +20,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from shared import logs
+from shared import logs, topology
 from shared.channels import (
     KEYS_FILE,
     ChannelKeys,
@@ -168,8 +168,10 @@ async def follow_switches(nc: Client, on_switch: Callable[[ChannelSwitch], None]
     what is on air); otherwise a core subscription takes them from now on."""
     sub: Subscription
     try:
+        # The stream is named, not looked up by subject: that lookup ($JS.API.STREAM.NAMES) is
+        # outside the gateway's NATS permissions.
         sub = await nc.jetstream().subscribe(
-            CHANNEL_SWITCHES_ALL, ordered_consumer=True,
+            CHANNEL_SWITCHES_ALL, stream=topology.CHANNELS_STREAM, ordered_consumer=True,
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
         log.info("following channel switches from their stream")
     except NotFoundError:

@@ -16,6 +16,7 @@ from shared import bus, subjects, topology
 from shared.calendar import last_good_path
 from shared.health import Readiness
 from shared.kvmirror import KvMirror
+from shared.public import Announcer, announcing, session_event
 from shared.sessions import SessionEvent
 from shared.settings import Settings
 from shared.tasks import background
@@ -90,15 +91,20 @@ class SchedulerApp:
         await self.scheduler.start()
         lost = self.scheduler.state_lost
 
-        def changed(_: str, event: SessionEvent | None, __: int) -> None:
+        # Every change of the bucket is announced as a public session event.
+        announcer = Announcer[SessionEvent](nc.jetstream(), session_event)
+
+        def changed(key: str, event: SessionEvent | None, revision: int) -> None:
             if event is None:  # the scheduler never removes a session: someone else did
                 lost.set()
+            announcer.on_change(key, event, revision)
 
         # Our own bucket, watched: a key deleted or purged, or the bucket emptied or re-created
         # behind our back, is recorded again at once rather than at the next daily resync.
         watch = KvMirror[SessionEvent](SessionEvent, on_change=changed)
         following = watch.follow_forever(nc.jetstream(), topology.SESSIONS_BUCKET,
                                          on_reset=lost.set)
-        async with background(following, "sessions-watch", critical=True):
+        async with background(following, "sessions-watch", critical=True), \
+                announcing(announcer, "public-session-events"):
             await self.scheduler.run(stop)
 

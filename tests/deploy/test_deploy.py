@@ -16,6 +16,7 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
+from shared import access
 from shared.settings import load_settings
 from tests.procs import ROOT
 
@@ -108,7 +109,8 @@ def test_the_shipped_settings_load(tmp_path: Path) -> None:
 
 def test_nats_helm_values_ask_for_a_three_node_jetstream_cluster() -> None:
     values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
-    assert values["config"]["cluster"] == {"enabled": True, "replicas": 3}
+    assert {k: values["config"]["cluster"][k] for k in ("enabled", "replicas")} == \
+        {"enabled": True, "replicas": 3}
     assert values["config"]["jetstream"]["enabled"] is True
 
 
@@ -122,3 +124,67 @@ def test_the_dockerfile_copies_what_exists_and_builds_the_ui_from_its_lockfile()
     assert "npm ci" in text
     assert "uv sync --frozen --no-dev" in text
     assert "chromium" in text
+
+
+def test_compose_gives_each_service_its_own_nats_user_and_no_other_password() -> None:
+    """Every service connects as its own role with only its own password file (a compose
+    secret); the NATS nodes read the users and permissions from the nats-auth secret beside
+    their config, which includes it."""
+    spec = compose()
+    services = spec["services"]
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env["SLIPSTREAM_NATS_USER"] == name
+        assert env["SLIPSTREAM_NATS_PASSWORD_FILE"] == f"/run/secrets/nats-{name}"
+        assert "SLIPSTREAM_NATS_PASSWORD" not in env
+        assert services[name]["secrets"] == [f"nats-{name}"]
+    for node in ("nats1", "nats2", "nats3"):
+        assert services[node]["command"][:2] == ["-c", "/etc/nats/nats.conf"]
+        assert {"source": "nats-auth", "target": "/etc/nats/auth.conf"} in services[node]["secrets"]
+    assert 'include "auth.conf"' in spec["configs"]["nats-conf"]["content"]
+    files = {name: secret["file"] for name, secret in spec["secrets"].items()}
+    assert files["nats-auth"] == "./secrets/nats-auth.conf"
+    for name in SERVICES:
+        assert files[f"nats-{name}"] == f"./secrets/{name}.password"
+    # what `slipstream credentials deploy/secrets` makes is what compose mounts, and is ignored
+    assert (DEPLOY / ".gitignore").read_text().splitlines()[0] == "secrets/"
+
+
+def test_kubernetes_deployments_read_only_their_own_nats_password() -> None:
+    """Each Deployment's container is its role's NATS user, its password from its own key of
+    the Secret slipstream-nats, which the kustomization generates from every role's file."""
+    for path in manifests():
+        for resource in yaml.safe_load_all(path.read_text()):
+            if resource["kind"] != "Deployment":
+                continue
+            container = resource["spec"]["template"]["spec"]["containers"][0]
+            role = container["args"][0]
+            env = {e["name"]: e for e in container["env"]}
+            assert env["SLIPSTREAM_NATS_USER"]["value"] == role
+            ref = env["SLIPSTREAM_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "slipstream-nats", "key": f"{role}.password"}
+            keys = [e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"]
+                    if "valueFrom" in e and e["valueFrom"]["secretKeyRef"]["name"] == "slipstream-nats"]
+            assert keys == [f"{role}.password"]
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    (generated,) = kustomization["secretGenerator"]
+    assert generated["name"] == "slipstream-nats"
+    assert generated["files"] == [f"{r.value}.password=secrets/{r.value}.password"
+                                  for r in access.Role]
+
+
+def test_nats_helm_values_carry_the_permissions_the_code_computes() -> None:
+    """The users and allow-lists in the Helm values are exactly shared.access's (regenerate with
+    `slipstream access --helm` when the topology changes), passwords from the Secret; TLS for
+    clients and routes is there to switch on."""
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    users = values["config"]["merge"]["authorization"]["users"]
+    assert users == access.users(lambda r: f"<< ${access.password_variable(r)} >>"), \
+        "deploy/k8s/nats-values.yaml is out of date: `slipstream access --helm`"
+    env = values["container"]["env"]
+    for role in access.Role:
+        ref = env[access.password_variable(role)]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "slipstream-nats", "key": f"{role.value}.password"}
+    assert values["config"]["nats"]["tls"]["enabled"] is False
+    assert values["config"]["cluster"]["tls"]["enabled"] is False
+    assert "anonymous" not in json.dumps(values)

@@ -37,7 +37,7 @@ from shared import topology
 from shared.codec import decode
 from shared.streams import StreamRecord
 from tests.conftest import free_ports
-from tests.procs import ROOT, Proc, base_env, module
+from tests.procs import ROOT, Proc, base_env, login, module
 from tests.system import go_live
 
 pytestmark = [pytest.mark.gallery, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -149,7 +149,7 @@ class Up:
 
     def record(self, stream_id: str) -> StreamRecord | None:
         async def get() -> StreamRecord | None:
-            nc = await nats.connect(self.nats_url, connect_timeout=2)
+            nc = await nats.connect(self.nats_url, connect_timeout=2, **login(self.data, "ops"))
             try:
                 kv = await topology.streams_kv(nc.jetstream())
                 try:
@@ -200,7 +200,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     try:
         proc.wait_for("Slipstream is ready", timeout=120)
         runtime = json.loads((tmp / "data" / "runtime.json").read_text())
-        go_live([runtime["nats_url"]], SESSION)
+        go_live([runtime["nats_url"]], SESSION, tmp / "data")
         system = Up(proc, ports, runtime["nats_url"], tmp / "data", time.monotonic())
         # Watches the 90 s-token stream for three minutes while the other tests run.
         system.viewer = Viewer(system, "gallery-xhr-token", WATCH_FOR)

@@ -1,7 +1,7 @@
 """A canary secret in a source's URL, cookie and header is used (it is in the private record)
 and never comes out: not in any service's log (at debug level), not in relayed playlists, not
 in the REST API, the exports, the WebSocket feed or `slipstream replay`. Whole system, real
-processes (`slipstream up`).
+processes (`slipstream up`), the public events the ``consumer`` NATS user reads included.
 
 A second source carries the canary in its page URL (``?token=...``) and in the playlist URL
 its page links to; it works, then its origin fails (HTTP 503: the probe fails, re-resolving
@@ -11,6 +11,7 @@ extractors said about the failing page, the secret stays in the back end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -26,15 +27,17 @@ from typing import Any
 
 import httpx
 import nats
+import nats.errors
 import pytest
 import websockets
+from nats.js.api import DeliverPolicy
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from shared import topology
+from shared import subjects, topology
 from shared.kv import keys as kv_keys
 from tests.conftest import free_ports
-from tests.procs import Proc, base_env, module, wait_until
+from tests.procs import Proc, base_env, login, module, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 CANARY = "CANARY-7f3a9c1e-do-not-leak"
@@ -124,14 +127,32 @@ def _feed_listener(gateway: str) -> Iterator[list[str]]:
         thread.join(5)
 
 
-async def _private_records(url: str, source: str) -> bytes:
-    nc = await nats.connect(url)
+async def _private_records(url: str, source: str, data: Path) -> bytes:
+    nc = await nats.connect(url, **login(data, "ops"))
     try:
         kv = await topology.streams_kv(nc.jetstream())
         keys = await kv_keys(kv, f"*.*.*.{source}")
         return b"".join([(await kv.get(k)).value or b"" for k in keys])
     finally:
         await nc.drain()
+
+
+async def _public_events(url: str, data: Path) -> str:
+    """Every public event stored (the last of each subject), read as the consumer user."""
+    nc = await nats.connect(url, **login(data, "consumer"))
+    got: list[str] = []
+    try:
+        sub = await nc.jetstream().subscribe(
+            subjects.PUBLIC_ALL, stream=topology.PUBLIC_STREAM, ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+        with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+            while True:
+                msg = await sub.next_msg(timeout=1)
+                got.append(f"{msg.subject} {msg.data.decode()}")
+        await sub.unsubscribe()
+    finally:
+        await nc.drain()
+    return "\n".join(got)
 
 
 async def _feed(gateway: str) -> str:
@@ -196,7 +217,7 @@ url = "http://127.0.0.1:{flaky_port}/page?token={CANARY}"
             nats_url = json.loads((tmp_path / "data" / "runtime.json").read_text())["nats_url"]
             for source in ("canary", "flaky"):
                 wait_until(lambda s=source: CANARY.encode() in asyncio.run(  # type: ignore[misc]
-                    _private_records(nats_url, s)), 60,
+                    _private_records(nats_url, s, tmp_path / "data")), 60,
                     f"the {source} source resolved (the secret is in its private record)")
             with httpx.Client(timeout=10) as http, _feed_listener(gateway) as feed:
                 wait_until(lambda: (_view(http, gateway, "flaky")[0] or {}).get("health") == "ok",
@@ -238,6 +259,10 @@ url = "http://127.0.0.1:{flaky_port}/page?token={CANARY}"
                     seen.append((path, http.get(gateway + path).text))
                 time.sleep(1)  # the last changes reach the feed
             seen += [("WebSocket feed", message) for message in feed]
+            public = asyncio.run(_public_events(nats_url, tmp_path / "data"))
+            assert "public.streams." in public
+            assert "Canary source" in public
+            seen.append(("public events (consumer user)", public))
             seen.append(("WebSocket snapshot", asyncio.run(_feed(gateway))))
             for stream in ("streams", "SESSIONS", "JOBS"):
                 out = subprocess.run([*module("services.cli"), "replay", stream, "--json"],

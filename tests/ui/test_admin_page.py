@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Response, expect
 from shared import topology
 from shared.codec import decode
 from shared.streams import StreamRecord
+from tests.procs import login
 from tests.ui.test_browser import DESKTOP, Console, System, browser, shot, system
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -25,8 +26,8 @@ __all__ = ["browser", "system"]  # the fixtures, shared with the viewer's tests
 FIRST, SECOND = "alpha-key-111", "beta-key-222"
 
 
-async def _upstream(nats_url: str, key: str) -> str:
-    nc = await nats.connect(nats_url, connect_timeout=2)
+async def _upstream(system: System, key: str) -> str:
+    nc = await nats.connect(system.nats_url, connect_timeout=2, **login(system.data, "ops"))
     try:
         kv = await topology.streams_kv(nc.jetstream())
         try:
@@ -41,7 +42,7 @@ async def _upstream(nats_url: str, key: str) -> str:
 def upstream(system: System, key: str) -> str:
     """The upstream URL of a stream record (the private side: only tests and services read it)."""
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
-        return pool.submit(asyncio.run, _upstream(system.nats_url, key)).result()
+        return pool.submit(asyncio.run, _upstream(system, key)).result()
 
 
 def wait_for(check: object, timeout: float, what: str) -> None:

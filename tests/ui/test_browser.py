@@ -34,7 +34,7 @@ from shared.sessions import Live, Session, SessionKind
 from shared.settings import load_settings
 from shared.streams import StreamRecord
 from tests.conftest import free_ports
-from tests.procs import ROOT, Proc, base_env, children_of, module, status, wait_until
+from tests.procs import ROOT, Proc, base_env, children_of, login, module, status, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -44,8 +44,7 @@ DESKTOP = {"width": 1280, "height": 900}
 
 
 class System:
-    def __init__(self, proc: Proc, ports: dict[str, int], nats_url: str,
-                 data: Path | None = None) -> None:
+    def __init__(self, proc: Proc, ports: dict[str, int], nats_url: str, data: Path) -> None:
         self.proc, self.nats_url, self.data = proc, nats_url, data
         self.demo = f"http://127.0.0.1:{ports['demo']}"
         self.gateway = f"http://127.0.0.1:{ports['gateway']}"
@@ -240,8 +239,8 @@ def test_without_hls_js_a_refused_stream_is_said_in_words(system: System, browse
     page.close()
 
 
-async def _go_live(nats_url: str, session: Session) -> None:
-    nc = await nats.connect(nats_url)
+async def _go_live(nats_url: str, session: Session, data: Path) -> None:
+    nc = await nats.connect(nats_url, **login(data, "scheduler"))
     try:
         js = nc.jetstream()
         kv = await topology.sessions_kv(js)
@@ -262,7 +261,7 @@ def test_streams_the_extractor_publishes_appear_without_reload(system: System, b
     page.evaluate("window.__sameDocument = true")
 
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
-        pool.submit(asyncio.run, _go_live(system.nats_url, session)).result(timeout=30)
+        pool.submit(asyncio.run, _go_live(system.nats_url, session, system.data)).result(timeout=30)
     # The session arrives on the feed, then the extractor resolves the demo sources for it.
     expect(page.get_by_role("heading", name="Race")).to_be_visible(timeout=15_000)
     expect(page.locator("[data-stream]")).to_have_count(3, timeout=60_000)
@@ -274,10 +273,10 @@ def test_streams_the_extractor_publishes_appear_without_reload(system: System, b
     assert console.problems == []
 
 
-async def _copy_demo_stream(nats_url: str, session: Session, stream_id: str) -> str:
+async def _copy_demo_stream(nats_url: str, session: Session, stream_id: str, data: Path) -> str:
     """Put a copy of a demo sprint stream's record under ``session`` as ``stream_id`` (no
     source has that id, so no extractor job ever touches it); return its key."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **login(data, "extractor"))
     try:
         js = nc.jetstream()
         kv = await topology.streams_kv(js)
@@ -291,8 +290,8 @@ async def _copy_demo_stream(nats_url: str, session: Session, stream_id: str) -> 
         await nc.drain()
 
 
-async def _kv(nats_url: str, action: str, key: str, value: bytes = b"") -> bytes:
-    nc = await nats.connect(nats_url)
+async def _kv(nats_url: str, data: Path, action: str, key: str, value: bytes = b"") -> bytes:
+    nc = await nats.connect(nats_url, **login(data, "extractor"))
     try:
         kv = await topology.streams_kv(nc.jetstream())
         if action == "get":
@@ -320,13 +319,13 @@ def test_a_stream_lost_behind_the_systems_back_shows_re_resolving(
         def run(coro: Any) -> Any:
             return pool.submit(asyncio.run, coro).result(timeout=30)
 
-        run(_go_live(system.nats_url, session))
-        key = run(_copy_demo_stream(system.nats_url, session, "lost-feed"))
-        record = run(_kv(system.nats_url, "get", key))
+        run(_go_live(system.nats_url, session, system.data))
+        key = run(_copy_demo_stream(system.nats_url, session, "lost-feed", system.data))
+        record = run(_kv(system.nats_url, system.data, "get", key))
         page, _ = open_page(browser, f"{system.gateway}/#/session/{session.key}?view=lost-feed",
                             DESKTOP)
         page.wait_for_function("document.querySelector('video')?.currentTime > 1", timeout=30_000)
-        run(_kv(system.nats_url, "purge", key))
+        run(_kv(system.nats_url, system.data, "purge", key))
         row = page.locator("[data-stream=lost-feed]")
         expect(row.locator("[data-badge=reresolving]")).to_have_text("re-resolving…",
                                                                      timeout=10_000)
@@ -334,7 +333,7 @@ def test_a_stream_lost_behind_the_systems_back_shows_re_resolving(
         expect(page.locator("[data-player=lost-feed] [role=alert]")).to_contain_text(
             "Re-resolving this stream")
         shot(page, "re-resolving")
-        run(_kv(system.nats_url, "put", key, record))
+        run(_kv(system.nats_url, system.data, "put", key, record))
         expect(row.locator("[data-badge=ok]")).to_be_visible(timeout=10_000)
         expect(row.get_by_role("button", name="Watch")).to_be_enabled()
         back = current_times(page)[0]
@@ -394,10 +393,10 @@ def test_a_player_keeps_playing_through_a_relay_restart(system: System, browser:
     page.close()
 
 
-async def _switch(nats_url: str, session: Session, to: str, reason: SwitchReason,
+async def _switch(system: System, session: Session, to: str, reason: SwitchReason,
                   at: datetime) -> None:
-    """Publish a channel switch of ``session``, as the relay does."""
-    nc = await nats.connect(nats_url)
+    """Publish a channel switch of ``session``, as the relay does (as the relay user)."""
+    nc = await nats.connect(system.nats_url, **login(system.data, "relay"))
     try:
         await nc.publish(subjects.channel_switched(session.key), encode(ChannelSwitch(
             channel=session.key, session=session.key, from_stream=None, to_stream=to,
@@ -413,8 +412,9 @@ def _channel_session(system: System, name: str, pool: ThreadPoolExecutor) -> Ses
     session = Session(key=f"2099.{name}.race", season=2099, round=1, event="Channel Grand Prix",
                       kind=SessionKind.RACE, name="Race", start=start,
                       end=start + timedelta(hours=2))
-    pool.submit(asyncio.run, _go_live(system.nats_url, session)).result(timeout=30)
-    pool.submit(asyncio.run, _copy_demo_stream(system.nats_url, session, "feed")).result(timeout=30)
+    pool.submit(asyncio.run, _go_live(system.nats_url, session, system.data)).result(timeout=30)
+    pool.submit(asyncio.run, _copy_demo_stream(system.nats_url, session, "feed",
+                                               system.data)).result(timeout=30)
     return session
 
 
@@ -442,12 +442,12 @@ def test_the_session_page_offers_its_channel_first_and_says_what_is_on_air(
                    15, "the player asked the relay for the channel")
 
         at = datetime.now(UTC).replace(microsecond=0)
-        pool.submit(asyncio.run, _switch(system.nats_url, session, "feed", SwitchReason.START,
+        pool.submit(asyncio.run, _switch(system, session, "feed", SwitchReason.START,
                                          at)).result(timeout=30)
         on_air = auto.locator("[data-on-air=feed]")
         expect(on_air).to_contain_text("On air: ", timeout=10_000)
         expect(on_air).to_contain_text(" since ")
-        pool.submit(asyncio.run, _switch(system.nats_url, session, "feed", SwitchReason.STALLED,
+        pool.submit(asyncio.run, _switch(system, session, "feed", SwitchReason.STALLED,
                                          at + timedelta(seconds=2))).result(timeout=30)
         expect(on_air).to_contain_text("switched at", timeout=10_000)
         expect(on_air).to_contain_text("the previous source stalled")
@@ -468,7 +468,8 @@ def test_the_auto_player_plays_the_channel_across_a_switch(system: System, brows
     says what is on air now."""
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
         session = _channel_session(system, "autoplay", pool)
-        pool.submit(asyncio.run, _copy_demo_stream(system.nats_url, session, "spare")).result(
+        pool.submit(asyncio.run, _copy_demo_stream(system.nats_url, session, "spare",
+                                                   system.data)).result(
             timeout=30)
         page = browser.new_page(viewport=DESKTOP)  # type: ignore[arg-type]
         console = Console(page)
@@ -483,7 +484,7 @@ def test_the_auto_player_plays_the_channel_across_a_switch(system: System, brows
 
             wait_until(lambda: on_air() in {"feed", "spare"}, 30, "a stream on air")
             before = on_air() or ""
-            pool.submit(asyncio.run, _kv(system.nats_url, "delete",
+            pool.submit(asyncio.run, _kv(system.nats_url, system.data, "delete",
                                          f"{session.key}.{before}")).result(timeout=30)
             after = "spare" if before == "feed" else "feed"
             wait_until(lambda: on_air() == after, 30, f"{after} on air")

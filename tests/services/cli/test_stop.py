@@ -70,7 +70,7 @@ def first_stream(proc: Proc, data: Path) -> str:
     url = str(runtime["nats_url"])
 
     def one_ok() -> bool:
-        return "ok" in asyncio.run(sprint_streams(url)).values()
+        return "ok" in asyncio.run(sprint_streams(url, data)).values()
 
     wait_until(one_ok, 90, "the first healthy stream")
     wait_until(lambda: bool(_chromium(children_of(proc.popen.pid))), 60, "Chromium at work")
@@ -140,7 +140,7 @@ def test_sigterm_after_a_minute_stops_everything_within_5_s(tmp_path: Path) -> N
     try:
         url = first_stream(proc, tmp_path / "data")
         time.sleep(60)
-        go_live([url], "2099.stopping.race")
+        go_live([url], "2099.stopping.race", tmp_path / "data")
         time.sleep(1.5)
         took = stop_group(proc, signal.SIGTERM)
     finally:

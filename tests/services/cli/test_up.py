@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -14,15 +16,20 @@ from pathlib import Path
 import httpx
 import m3u8
 import nats
+import nats.errors
 import pytest
+from nats.js.api import DeliverPolicy
 
-from shared import topology
+from shared import bus, topology
 from shared.codec import decode
+from shared.feed import StreamChanged
 from shared.kv import keys as kv_keys
+from shared.public import PublicEvent
 from shared.sessions import SessionEvent
+from shared.settings import NatsSettings
 from shared.streams import StreamRecord
 from tests.conftest import free_ports
-from tests.procs import Proc, alive, base_env, children_of, module, status, wait_until
+from tests.procs import Proc, alive, base_env, children_of, login, module, status, wait_until
 from tests.system import go_live, healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -40,8 +47,8 @@ def slipstream(*args: str) -> list[str]:
     return module("services.cli") + list(args)
 
 
-async def assert_topology_and_live_session(url: str) -> None:
-    nc = await nats.connect(url)
+async def assert_topology_and_live_session(url: str, data: Path) -> None:
+    nc = await nats.connect(url, **login(data, "ops"))
     try:
         js = nc.jetstream()
         assert await topology.missing(js) == []
@@ -52,9 +59,34 @@ async def assert_topology_and_live_session(url: str) -> None:
         await nc.drain()
 
 
-async def sprint_streams(url: str) -> dict[str, str]:
+async def assert_anonymous_refused(url: str) -> None:
+    with pytest.raises(bus.NatsAuthError, match="requires credentials"):
+        await bus.connect([url], "test", NatsSettings(url=url))
+
+
+async def public_sprint_events(url: str, data: Path) -> dict[str, PublicEvent]:
+    """What the consumer user sees on the public subjects of the demo sprint (the last event
+    of each), with its own credentials."""
+    nc = await nats.connect(url, **login(data, "consumer"))
+    got: dict[str, PublicEvent] = {}
+    try:
+        sub = await nc.jetstream().subscribe(
+            "public.>", stream=topology.PUBLIC_STREAM, ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+        with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+            while True:
+                msg = await sub.next_msg(timeout=1)
+                if ".demo.sprint" in msg.subject:
+                    got[msg.subject] = decode(msg.data, PublicEvent)  # type: ignore[arg-type]
+        await sub.unsubscribe()
+    finally:
+        await nc.drain()
+    return got
+
+
+async def sprint_streams(url: str, data: Path | None = None) -> dict[str, str]:
     """Health of each stream of the live demo sprint, by stream id."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(url, **login(data, "ops"))
     try:
         kv = await topology.streams_kv(nc.jetstream())
         out = {}
@@ -73,6 +105,7 @@ def start_up(env: dict[str, str]) -> Proc:
     return proc
 
 
+@pytest.mark.timeout(480)
 def test_up_runs_the_system_restarts_the_dead_and_leaves_nothing_behind(tmp_path: Path) -> None:
     """Ready with a live demo; a killed service comes back; SIGTERM then SIGINT leave no process."""
     env, ports = ports_env(tmp_path)
@@ -82,15 +115,41 @@ def test_up_runs_the_system_restarts_the_dead_and_leaves_nothing_behind(tmp_path
         assert f"open http://127.0.0.1:{ports['gateway']}" in proc.output
         runtime = json.loads((data / "runtime.json").read_text())
         assert runtime["pid"] == proc.popen.pid
-        asyncio.run(assert_topology_and_live_session(runtime["nats_url"]))
+        asyncio.run(assert_topology_and_live_session(runtime["nats_url"], data))
         assert runtime["nats_url"] != "nats://127.0.0.1:4222"
+
+        # NATS runs with a user per role: no anonymous access; the credentials and the server's
+        # config are private; each service was given its own user and no other's password.
+        asyncio.run(assert_anonymous_refused(runtime["nats_url"]))
+        assert stat.S_IMODE((data / "nats" / "nats.conf").stat().st_mode) == 0o600
+        for role in ("scheduler", "extractor", "relay", "gateway", "ops", "consumer"):
+            path = data / "credentials" / f"{role}.password"
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        for pid in children_of(proc.popen.pid):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_text()
+            if "services.relay" in cmdline:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+                assert "SLIPSTREAM_NATS_USER=relay" in environ
+                files = [e for e in environ if e.startswith("SLIPSTREAM_NATS_PASSWORD")]
+                assert files == [f"SLIPSTREAM_NATS_PASSWORD_FILE={data}/credentials/relay.password"]
 
         # The live demo session's streams are in the KV, healthy, within seconds.
         def demo_streams_ok() -> bool:
-            got = asyncio.run(sprint_streams(runtime["nats_url"]))
+            got = asyncio.run(sprint_streams(runtime["nats_url"], data))
             return len(got) == 3 and all(h == "ok" for h in got.values())
 
         wait_until(demo_streams_ok, 60, "three healthy demo streams")
+
+        # Other programs, as the consumer user, see the sprint and its healthy streams on the
+        # public subjects (the extractor and the scheduler announce them).
+        def public_ok() -> bool:
+            got = asyncio.run(public_sprint_events(runtime["nats_url"], data))
+            streams = [e for s, e in got.items() if s.startswith("public.streams.")]
+            return (len(streams) == 3 and all(isinstance(e, StreamChanged)
+                                              and e.stream.health.value == "ok" for e in streams)
+                    and any(s.startswith("public.sessions.") for s in got))
+
+        wait_until(public_ok, 30, "public events of the sprint for the consumer user")
 
         # The demo origin serves a live playlist whose media sequence advances.
         demo = f"http://127.0.0.1:{ports['demo']}/live/360p/index.m3u8"
@@ -131,8 +190,12 @@ def test_up_runs_the_system_restarts_the_dead_and_leaves_nothing_behind(tmp_path
         proc.wait_for("extractor exited with status -9", timeout=10)
         wait_until(lambda: status(f"http://127.0.0.1:{ports['extractor']}/readyz") == 200, 60,
                    "extractor back")
-        go_live([runtime["nats_url"]], "2099.aftercrash.race")
-        wait_until(lambda: healthy([runtime["nats_url"]], "2099.aftercrash.race.*"), 90,
+        tailing = Proc(slipstream("tail", "SESSIONS"), env)  # as the ops user, found by itself
+        tailing.wait_for("following SESSIONS", timeout=30)  # it shows new events only
+        go_live([runtime["nats_url"]], "2099.aftercrash.race", data)
+        tailing.wait_for("2099.aftercrash.race.live", timeout=30)
+        assert tailing.stop(signal.SIGINT) == 0, tailing.output
+        wait_until(lambda: healthy([runtime["nats_url"]], "2099.aftercrash.race.*", data=data), 90,
                    "streams from the restarted extractor")
 
         pids = children_of(proc.popen.pid)
