@@ -110,13 +110,16 @@ def module(name: str) -> list[str]:
     return [sys.executable, "-m", name]
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               why: Callable[[], str] | None = None) -> None:
+    """Wait for ``check``; on timeout fail saying what was awaited (and ``why()``, if given)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    said = f"\n{why()}" if why is not None else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}{said}")
 
 
 def status(url: str) -> int | None:
@@ -133,6 +136,16 @@ def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env["SLIPSTREAM_DATA_DIR"] = str(data_dir)
     env.update(extra)
     return env
+
+
+def role_env(data: Path, role: str) -> dict[str, str]:
+    """The environment that makes a service started beside a ``slipstream up`` (data folder
+    ``data``) connect as ``role`` with the password that run generated, as up's own children do;
+    empty when that run made no credentials."""
+    path = data / "credentials" / f"{role}.password"
+    if not path.exists():
+        return {}
+    return {"SLIPSTREAM_NATS_USER": role, "SLIPSTREAM_NATS_PASSWORD_FILE": str(path)}
 
 
 def login(data: Path | None, role: str = "ops") -> dict[str, str]:

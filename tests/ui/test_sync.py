@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect
 from services.demo import live
 from services.demo.feeds import FEEDS
 from tests.conftest import free_ports
-from tests.procs import Proc, base_env, module, status, wait_until
+from tests.procs import Proc, base_env, module, role_env, status, wait_until
 from tests.ui.test_browser import DESKTOP, Console, browser, shot
 
 __all__ = ["browser"]  # the module's Chromium fixture, shared
@@ -61,11 +61,11 @@ def feeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feeds]:
         # A second relay replica: same NATS, same secret (the data folder), its own port.
         port = free_ports(1)[0]
         second = Proc([*module("services.relay")], base_env(
-            tmp / "data", SLIPSTREAM_NATS_URL=runtime["nats_url"],
+            tmp / "data", **role_env(tmp / "data", "relay"), SLIPSTREAM_NATS_URL=runtime["nats_url"],
             SLIPSTREAM_RELAY_PORT=str(port), SLIPSTREAM_EXTRACTOR_DEMO_SOURCES="true",
             SLIPSTREAM_EXTRACTOR_DEMO_URL=f"http://127.0.0.1:{ports['demo']}"))
         wait_until(lambda: status(f"http://127.0.0.1:{port}/readyz") == 200, 120,
-                   "the second relay")
+                   "the second relay", lambda: second.output[-3000:] if second else "")
         yield Feeds(f"http://127.0.0.1:{ports['gateway']}",
                     [f"http://127.0.0.1:{ports['relay']}", f"http://127.0.0.1:{port}"])
     finally:
