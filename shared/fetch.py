@@ -64,7 +64,8 @@ class Fetched:
         return self.body.decode("utf-8", errors="replace")
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """The (scheme, host, port) a URL is fetched from."""
     return (url.scheme, url.host, url.port)
 
 
@@ -95,6 +96,21 @@ async def fetch(client: httpx.AsyncClient, url: str | httpx.URL, *, policy: Egre
         raise FetchError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 
 
+def hop_headers(url: httpx.URL, first: tuple[str, str, int | None], headers: Mapping[str, str],
+                cookies: Mapping[str, str], accept_encoding: str) -> dict[str, str]:
+    """The headers of one hop of a fetch that began at origin ``first``: all of them (and the
+    cookies) on that origin, only :data:`SAFE_ACROSS_ORIGINS` on another; the Accept-Encoding
+    always ours (only what :func:`decoded` can undo)."""
+    send = dict(headers)
+    if origin(url) != first:
+        send = {k: v for k, v in headers.items() if k.lower() in SAFE_ACROSS_ORIGINS}
+    elif cookies:
+        send["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    send = {k: v for k, v in send.items() if k.lower() != "accept-encoding"}
+    send["Accept-Encoding"] = accept_encoding
+    return send
+
+
 async def open_response(client: httpx.AsyncClient, url: httpx.URL, *, policy: EgressPolicy,
                         headers: dict[str, str], cookies: dict[str, str],
                         max_redirects: int = 5, accept_encoding: str = ACCEPT_ENCODING,
@@ -102,16 +118,10 @@ async def open_response(client: httpx.AsyncClient, url: httpx.URL, *, policy: Eg
     """Follow redirects to a 2xx response and return it open (streaming; the caller closes it
     and reads it through :func:`decoded`), with the cookies set on the way. Raises
     :class:`FetchError` on any other status."""
-    first = _origin(url)
+    first = origin(url)
     jar: dict[str, str] = {}
     for _ in range(max_redirects + 1):
-        send = dict(headers)
-        if _origin(url) != first:
-            send = {k: v for k, v in headers.items() if k.lower() in SAFE_ACROSS_ORIGINS}
-        elif cookies or jar:
-            send["Cookie"] = "; ".join(f"{k}={v}" for k, v in {**cookies, **jar}.items())
-        send = {k: v for k, v in send.items() if k.lower() != "accept-encoding"}
-        send["Accept-Encoding"] = accept_encoding  # only what decoded() can undo
+        send = hop_headers(url, first, headers, {**cookies, **jar}, accept_encoding)
         request = client.build_request("GET", url, headers=send)
         response = await client.send(request, stream=True)
         jar.update(response.cookies.items())
@@ -155,25 +165,32 @@ async def decoded(response: httpx.Response) -> AsyncIterator[bytes]:
     gzip bodies of several members are decoded whole; a deflate body may come with or without
     its zlib header (servers do both); a compressed body cut short is a :class:`FetchError`,
     never a silently shorter body."""
-    encoding = response.headers.get("content-encoding", "").strip().lower()
+    async for chunk in decode_stream(response.headers.get("content-encoding", ""),
+                                     response.aiter_raw()):
+        yield chunk
+
+
+async def decode_stream(content_encoding: str, raw: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """:func:`decoded` for any body: ``raw`` as it came, and its Content-Encoding header."""
+    encoding = content_encoding.strip().lower()
     if encoding in ("", "identity"):
-        async for chunk in response.aiter_raw():
+        async for chunk in raw:
             yield chunk
         return
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise FetchError(f"unsupported content encoding {encoding[:40]!r}")
-    async for chunk in _inflated(response, encoding):
+    async for chunk in _inflated(raw, encoding):
         yield chunk
 
 
-async def _inflated(response: httpx.Response, encoding: str) -> AsyncIterator[bytes]:
+async def _inflated(raw: AsyncIterator[bytes], encoding: str) -> AsyncIterator[bytes]:
     gzip = encoding != "deflate"
     inflater: Any = None
     complete = False  # the last gzip member, or the deflate stream, has ended
     held = b""  # the first byte of a deflate body, until the second says which kind it is
     capped = False  # the last step filled INFLATE_STEP: zlib may hold more output, input or not
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in raw:
             data, held = held + chunk, b""
             while data or capped:
                 if inflater is None:

@@ -17,22 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice, repeat
 from typing import Final, NamedTuple
 
 import httpx
 
 from services.relay.clock import stamp
 from services.relay.continuity import Position, Shift, apply, end_of, switch
-from services.relay.rewrite import Kind, Mint, PlaylistError, rewrite
+from services.relay.rewrite import Kind, Mint, MintMany, PlaylistError, Refresh, rewrite
 from services.relay.sniff import (
     CONTENT_TYPES,
     SEGMENTS,
     Media,
     by_content_type,
     segment_extension,
+    segment_extensions,
 )
 from services.relay.upstream import Body, Upstream, UpstreamError
 from shared.fetch import Fetched
@@ -70,6 +72,10 @@ class Ref(NamedTuple):
     url: str
     kind: str
     playlist: str = ""
+
+
+#: Makes a :class:`Ref` of a (url, kind, playlist) tuple without Python-level code.
+_REF: Final = partial(tuple.__new__, Ref)
 
 
 class RelayError(Exception):
@@ -135,7 +141,8 @@ class Relay:
         self.records = records
         self.upstream = upstream
         self.on_refused = on_refused
-        self.refs: dict[str, OrderedDict[str, Ref]] = {}
+        #: Stream -> ref -> what it stands for, oldest first.
+        self.refs: dict[str, dict[str, Ref]] = {}
         self._paths: dict[str, dict[str, str]] = {}
         #: (stream, playlist URL) -> what a segment of that playlist was sniffed to be: names
         #: its segments that neither a map nor their upstream name types.
@@ -153,6 +160,11 @@ class Relay:
         #: (stream, ref) -> page rewritten, continuity state, page served (renumbered): what a
         #: viewer following ``ref`` gets while neither changes.
         self._followed: dict[tuple[str, str], tuple[Page, object, Page]] = {}
+        #: (stream, playlist URL) -> its last rewrite, which the next upstream answer reuses.
+        self._refreshes: dict[tuple[str, str], Refresh] = {}
+        #: Stream -> how many of its refs were forgotten (a rewrite reused from before a
+        #: forgetting would name refs no longer known).
+        self._forgotten: dict[str, int] = {}
 
     def forget(self, key: str) -> None:
         """Drop everything learned about a removed stream, so memory follows the streams that
@@ -160,7 +172,8 @@ class Relay:
         self.refs.pop(key, None)
         self._paths.pop(key, None)
         self.slots.pop(key, None)
-        for table in (self._pages, self._followed):
+        self._forgotten.pop(key, None)
+        for table in (self._pages, self._followed, self._refreshes):
             for pair in [p for p in table if p[0] == key]:
                 del table[pair]
         for pair in [p for p in self.learned if p[0] == key]:
@@ -218,28 +231,60 @@ class Relay:
             return None
         return Target(key=key, record=record, prefix=f"/s/{session}/{stream_id}/{token}")
 
-    def _minter(self, key: str, prefix: str, playlist: str = "") -> Mint:
-        """Mints the relay URLs of the playlist at ``playlist``. The same upstream URL always
-        gets the same relay URL (path remembered), so a player's view of a live window stays
-        stable across refreshes whatever is learned meanwhile."""
-        refs = self.refs.setdefault(key, OrderedDict())
+    def _minter(self, key: str, prefix: str, playlist: str = "") -> tuple[Mint, MintMany]:
+        """Mints the relay URLs of the playlist at ``playlist``, one at a time or many at once.
+        The same upstream URL always gets the same relay URL (path remembered), so a player's
+        view of a live window stays stable across refreshes whatever is learned meanwhile."""
+        refs = self.refs.setdefault(key, {})
         # A live window repeats most URIs refresh after refresh: remember each one's path.
         paths = self._paths.setdefault(key, {})
-        ref_of = self.signer.ref
         learned = self.learned.get((key, playlist))
+        signer = self.signer
+
+        def remember(url: str, ref: str, kind: str, ext: str) -> str:
+            refs[ref] = Ref(url, kind, playlist)
+            if len(refs) > MAX_REFS:
+                forget_oldest()
+            path = paths[url] = f"/{kind}/{ref}{ext or segment_extension(url, learned)}"
+            return path
 
         def mint(url: str, kind: str, ext: str) -> str:
             path = paths.get(url)
             if path is None:
-                ref = ref_of(url)
-                refs[ref] = Ref(url, kind, playlist)
-                if len(refs) > MAX_REFS:
-                    _, old = refs.popitem(last=False)
-                    paths.pop(old.url, None)
-                path = paths[url] = f"/{kind}/{ref}{ext or segment_extension(url, learned)}"
+                path = remember(url, signer.ref(url), kind, ext)
             return prefix + path
 
-        return mint
+        def many(urls: list[str], kind: str, ext: str) -> list[str]:
+            get = paths.get
+            found = [get(url) for url in urls]
+            if None in found:  # first sight of some: all of them minted together
+                new = list(dict.fromkeys(
+                    url for url, path in zip(urls, found, strict=True) if path is None))
+                minted = dict(zip(new, learn(new, kind, ext), strict=True))
+                found = [minted[url] if path is None else path
+                         for url, path in zip(urls, found, strict=True)]
+            return [prefix + path for path in found]  # type: ignore[operator]
+
+        def learn(new: list[str], kind: str, ext: str) -> list[str]:
+            """The paths of URLs never minted before, remembered (the batch of ``remember``)."""
+            new_refs = signer.refs(new)
+            lead = f"/{kind}/"
+            exts = segment_extensions(new, learned) if not ext else [ext] * len(new)
+            new_paths = [lead + ref + e for ref, e in zip(new_refs, exts, strict=True)]
+            refs.update(zip(new_refs, map(_REF, zip(new, repeat(kind), repeat(playlist))), strict=True))
+            paths.update(zip(new, new_paths, strict=True))
+            if len(refs) > MAX_REFS:
+                forget_oldest()
+            return new_paths
+
+        def forget_oldest() -> None:
+            """Over :data:`MAX_REFS`: the oldest refs go, an eighth more than needed at once (a
+            dict forgets from its start cheaply in bulk, not one at a time)."""
+            for ref in list(islice(refs, len(refs) - MAX_REFS + MAX_REFS // 8)):
+                paths.pop(refs.pop(ref).url, None)
+            self._forgotten[key] = self._forgotten.get(key, 0) + 1
+
+        return mint, many
 
     async def playlist(self, target: Target, url: str,
                        blocking: Mapping[str, str] | None = None, *,
@@ -268,7 +313,17 @@ class Relay:
             self.upstream.forget(url)
             raise RelayError(502, "upstream sent an unusable playlist: a control character (NUL)")
         try:
-            text = rewrite(text, str(got.url), mint or self._minter(target.key, SLOT, url))
+            if mint is None:
+                mint, many = self._minter(target.key, SLOT, url)
+                refresh = None
+                if not blocking:
+                    refresh = self._refreshes.get((target.key, url))
+                    if refresh is None:
+                        refresh = self._refreshes[(target.key, url)] = Refresh()
+                text = rewrite(text, str(got.url), mint, mint_many=many, refresh=refresh,
+                               generation=self._forgotten.get(target.key, 0))
+            else:
+                text = rewrite(text, str(got.url), mint)
         except PlaylistError as exc:
             self.upstream.forget(url)
             raise RelayError(502, f"upstream sent an unusable playlist: {exc}") from exc
@@ -298,7 +353,7 @@ class Relay:
         """The master playlist; remembers which playlist ref holds which slot of it."""
         master_url = target.record.upstream_url
         order: list[str] = []
-        mint = self._minter(target.key, SLOT, master_url)
+        mint, _ = self._minter(target.key, SLOT, master_url)
 
         def recording(url: str, kind: str, ext: str) -> str:
             path = mint(url, kind, ext)

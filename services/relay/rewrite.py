@@ -59,6 +59,9 @@ class PlaylistError(ValueError):
 #: Turns an absolute upstream URL into a relay URL: ``mint(url, kind, extension)``, where the
 #: extension is what the resource is (``""``: a segment only the minter can name).
 Mint = Callable[[str, str, str], str]
+#: :data:`Mint` for many URLs of one kind and extension at once (the plain playlist's batch):
+#: must answer exactly what ``[mint(url, kind, ext) for url in urls]`` would.
+MintMany = Callable[[list[str], str, str], list[str]]
 
 MAX_LINE: Final = 64 * 1024
 #: A six-hour DVR window of 2 s segments with LL-HLS parts stays well under this.
@@ -81,6 +84,15 @@ _KEY_SPEC: Final[_Spec] = (("URI", Kind.KEY, Media.KEY),)
 #: Tags whose URIs depend on what came before them (keys, maps, byte ranges).
 _MEDIA_TAGS: Final = frozenset({"#EXT-X-KEY:", "#EXT-X-MAP:", "#EXT-X-PART:",
                                 "#EXT-X-PRELOAD-HINT:", "#EXT-X-BYTERANGE:"})
+#: The tags a playlist is scanned for once: those that make it need the line-by-line loop (a tag
+#: with a URI, or one that changes what the URI lines after it are), variables, and variants. A
+#: playlist without the first two (and no ``$``, no CR) is "plain": its URI lines are all of one
+#: kind, rewritten a list at a time (:func:`_rewrite_plain`).
+_SPECIAL: Final = re.compile(r"#EXT-X-(" + "|".join(
+    re.escape(tag[len("#EXT-X-"):-1]) for tag in (*_URI_ATTRS, *_MEDIA_TAGS, "#EXT-X-DEFINE:",
+                                                  "#EXT-X-STREAM-INF:")) + "):")
+#: The first URI line after the first line.
+_FIRST_URI: Final = re.compile(r"\n([^#\n][^\n]*)")
 _ATTR: Final = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^",\r\n]*)')
 _VAR: Final = re.compile(r"\{\$([A-Za-z0-9_-]+)\}")
 
@@ -206,20 +218,54 @@ class _Media:
 _DEFINE: Final = re.compile(r"^#EXT-X-DEFINE:([^\r\n]*)(\r?\n)?", re.M)
 
 
-def rewrite(text: str, base: str, mint: Mint, *, imports: Mapping[str, str] | None = None) -> str:
+def rewrite(text: str, base: str, mint: Mint, *, imports: Mapping[str, str] | None = None,
+            mint_many: MintMany | None = None, refresh: Refresh | None = None,
+            generation: object = None) -> str:
     """Rewrite every URI of ``text`` (fetched from ``base``) with ``mint``.
+
+    ``mint_many``, when given, mints a plain playlist's URI lines all at once. ``refresh`` keeps
+    a plain media playlist's rewrite for the next answer from the same URL, which reuses it if
+    ``generation`` (the minter's state: what it has forgotten since) is the same.
 
     Raises :class:`PlaylistError` for anything that is not a rewritable HLS playlist.
     """
-    body, variables = _prepare(text, base, imports)
+    body = _body(text)
+    many = mint_many or _each(mint)
+    if refresh is not None:
+        reused = refresh.reuse(body, base, generation, _Resolver(base, {}), many)
+        if reused is not None:
+            refresh.keep(base, generation, body, reused)
+            return reused
+    body, variables, tags = _prepare(body, base, imports)
     resolve = _Resolver(base, variables)
     # URI lines of a master playlist follow EXT-X-STREAM-INF (the spec allows nothing else
     # there, and a playlist is master or media, never both): the kind follows from the position.
-    media = _Media(master="#EXT-X-STREAM-INF:" in body)
+    media = _Media(master="STREAM-INF" in tags)
+    lines = body.split("\n")
+    _check_shape(body, lines, keys="KEY" in tags)
+    if tags <= {"STREAM-INF"} and "$" not in body and "\r" not in body:
+        kind, ext = media.next_line()
+        plain = _rewrite_plain(lines, body, resolve, many, kind=kind, ext=ext)
+        if plain is not None:
+            if refresh is not None and not media.master:
+                refresh.keep(base, generation, body, plain)
+            return plain
+    return _by_lines(lines, media, resolve, mint)
+
+
+def rewrite_by_lines(text: str, base: str, mint: Mint, *,
+                     imports: Mapping[str, str] | None = None) -> str:
+    """:func:`rewrite` one line at a time, always: what the faster paths must equal (tests)."""
+    body, variables, tags = _prepare(_body(text), base, imports)
+    lines = body.split("\n")
+    _check_shape(body, lines, keys="KEY" in tags)
+    return _by_lines(lines, _Media(master="STREAM-INF" in tags), _Resolver(base, variables), mint)
+
+
+def _by_lines(lines: list[str], media: _Media, resolve: _Resolver, mint: Mint) -> str:
+    """The general rewrite, line by line: keys, maps, byte ranges, attributes and all."""
     line_kind, line_ext = media.next_line()
     ranged = False
-    lines = body.split("\n")
-    _check_shape(body, lines)
     # The hot loop: one cheap test per line; only URI lines and URI-bearing tags do more.
     for i, line in enumerate(lines):
         first = line[:1]
@@ -246,27 +292,179 @@ def rewrite(text: str, base: str, mint: Mint, *, imports: Mapping[str, str] | No
     return "\n".join(lines)
 
 
-def _prepare(text: str, base: str, imports: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
-    """The playlist's text to rewrite and its variables, or :class:`PlaylistError`."""
+def _each(mint: Mint) -> MintMany:
+    def many(urls: list[str], kind: str, ext: str) -> list[str]:
+        return [mint(url, kind, ext) for url in urls]
+
+    return many
+
+
+def _is_plain(text: str) -> bool:
+    """Whether ``text`` (a piece of a media playlist) has only plain lines: no tag of
+    :data:`_SPECIAL` (no URI in a tag, nothing that changes the URI lines after it, no variable,
+    no variant), no ``$``, no CR (CRLF playlists take the loop)."""
+    return "$" not in text and "\r" not in text and _SPECIAL.search(text) is None
+
+
+def _uri_indices(lines: list[str], body: str) -> range | list[int]:
+    """Where the URI lines of a plain playlist (or a piece of one) ``body`` are in ``lines``, its
+    lines. A live
+    playlist repeats the same tags before each segment: then the URI lines are every ``step``-th
+    line, which a count of the other lines confirms; otherwise each line is looked at."""
+    first = next((i for i, line in enumerate(lines[:64]) if line[:1] not in "#"), None)
+    if first is not None:
+        second = next((i for i in range(first + 1, min(first + 64, len(lines)))
+                       if lines[i][:1] not in "#"), None)
+        if second is not None:
+            every = range(first, len(lines), second - first)
+            candidates = lines[first::second - first]
+            # tags and comments, blank lines
+            others = body.count("\n#") + body.startswith("#") + lines.count("")
+            if len(lines) - others == len(candidates) and "" not in candidates and \
+                    "\n#" not in "\n" + "\n".join(candidates):
+                return every
+    return [i for i, line in enumerate(lines) if line[:1] not in "#"]  # not a tag, not blank
+
+
+def _resolve_all(uris: list[str], resolve: _Resolver) -> list[str] | None:
+    """The absolute URL of each URI, or ``None`` when one is unusual (spaces around it, a URL
+    the relay does not fetch): the loop's to handle."""
+    joined = "\n" + "\n".join(uris)
+    if " " in joined or "\t" in joined:
+        return None
+    prefix = resolve.prefix
+    # All names next to the playlist (what the resolver's fast path is, for a whole list)?
+    if ":" not in joined and "/" not in joined and "." not in uris and ".." not in uris and \
+            not ("?" in joined and "\n?" in joined):
+        return [prefix + uri for uri in uris]
+    resolved = [resolve(uri) for uri in uris]
+    return None if None in resolved else resolved  # type: ignore[return-value]
+
+
+def _rewrite_plain(lines: list[str], body: str, resolve: _Resolver, mint_many: MintMany, *,
+                   kind: str, ext: str) -> str | None:
+    """A plain playlist rewritten a list at a time: every URI line is of one kind, and every
+    other line is kept. The same text as the line-by-line loop gives, or ``None`` for the loop."""
+    where = _uri_indices(lines, body)
+    uris = [lines[i] for i in where] if isinstance(where, list) else lines[where.start::where.step]
+    absolutes = _resolve_all(uris, resolve) if uris else []
+    if absolutes is None:
+        return None
+    minted = mint_many(absolutes, kind, ext) if absolutes else []
+    if isinstance(where, range):
+        lines[where.start::where.step] = minted
+    else:
+        for i, line in zip(where, minted, strict=True):
+            lines[i] = line
+    return "\n".join(lines)
+
+
+def _odd_shape(piece: str, *, end: bool) -> bool:
+    """Whether a new piece of a refreshed playlist has a line too long or (``end``: the piece
+    ends the playlist) ends cut off: what :func:`_check_shape` refuses."""
+    if _overlong(piece, piece.split("\n")):
+        return True
+    if not end:
+        return False
+    last = next((line for line in reversed(piece.split("\n")[-3:]) if line.strip()), "")
+    return last.startswith(("#EXTINF:", "#EXT-X-STREAM-INF:"))
+
+
+class Refresh:
+    """A playlist's last rewrite, which the next answer from the same URL reuses: a live
+    window that moved on repeats most of the last one's lines, and their rewritten form is
+    copied instead of minted again. Only plain media playlists are kept."""
+
+    __slots__ = ("base", "generation", "out", "text")
+
+    def __init__(self) -> None:
+        self.base = self.text = self.out = ""
+        self.generation: object = None
+
+    def keep(self, base: str, generation: object, text: str, out: str) -> None:
+        self.base, self.generation, self.text, self.out = base, generation, text, out
+
+    def reuse(self, body: str, base: str, generation: object, resolve: _Resolver,
+              mint_many: MintMany) -> str | None:
+        """``body`` rewritten by reusing the last rewrite, or ``None`` when that does not apply:
+        the last body's lines from the new body's first URI line to its end must begin the
+        rest of the new body (a window that lost segments at its start and gained some at its
+        end), and everything new must be plain."""
+        old, out = self.text, self.out
+        if not old or base != self.base or generation != self.generation or \
+                not old.endswith("\n"):
+            return None
+        found = _FIRST_URI.search(body)
+        if found is None:
+            return None
+        at, uri = found.start(1), found[1]
+        start = old.find(f"\n{uri}\n")
+        if start == -1:
+            return None
+        shared = old[start + 1:]
+        if not body.startswith(shared, at):
+            return None
+        head, tail = body[:at], body[at + len(shared):]
+        if _odd_shape(head, end=False) or _odd_shape(tail, end=True):
+            return None  # the whole rewrite says what is wrong
+        if " " in uri or "\t" in uri or not (_is_plain(head) and _is_plain(tail)):
+            return None
+        # The same lines in the last output: each line out for each line in, so the first
+        # URI's rewritten line with as many lines after it as the shared part has.
+        absolute = resolve(uri)
+        if absolute is None:
+            return None
+        line = mint_many([absolute], Kind.MEDIA, "")[0]
+        begin = out.find(f"\n{line}\n")
+        if begin == -1 or out.count("\n", begin + 1) != shared.count("\n"):
+            return None
+        rest = "" if not tail else _rewrite_plain(tail.split("\n"), tail, resolve, mint_many,
+                                                   kind=Kind.MEDIA, ext="")
+        if rest is None:
+            return None
+        return head + out[begin + 1:] + rest
+
+
+def _body(text: str) -> str:
+    """The playlist's text without a byte-order mark, or :class:`PlaylistError`."""
     body = text.removeprefix("\ufeff")
     if not body.startswith("#EXTM3U"):
         raise PlaylistError("not an HLS playlist (no #EXTM3U header)")
-    if body.count("\n") >= MAX_LINES:  # before splitting: a million lines is a million strings
+    # before splitting: a million lines is a million strings
+    if len(body) >= MAX_LINES and body.count("\n") >= MAX_LINES:
         raise PlaylistError(f"more than {MAX_LINES} lines")
+    return body
+
+
+def _prepare(body: str, base: str, imports: Mapping[str, str] | None
+             ) -> tuple[str, dict[str, str], set[str]]:
+    """The playlist's text to rewrite, its variables and which of :data:`_SPECIAL`'s tags it
+    has (named without ``#EXT-X-`` and ``:``), or :class:`PlaylistError`."""
+    tags = set(_SPECIAL.findall(body))
     variables: dict[str, str] = {}
-    if "#EXT-X-DEFINE:" in body:
+    if "DEFINE" in tags:
         body = _defines(body, base, variables, imports or {})
-    return body, variables
+        tags.discard("DEFINE")
+    return body, variables, tags
 
 
-def _check_shape(body: str, lines: list[str]) -> None:
+def _overlong(body: str, lines: list[str]) -> bool:
+    """Whether a line is longer than :data:`MAX_LINE`. Such a line holds a whole aligned block
+    of half that size without a line break, so the lines are measured only if a block has none."""
+    half = MAX_LINE // 2
+    if all(body.find("\n", at, at + half) != -1 for at in range(0, len(body) - half, half)):
+        return False
+    return max(map(len, lines)) > MAX_LINE
+
+
+def _check_shape(body: str, lines: list[str], *, keys: bool = True) -> None:
     """Refuse what no real playlist looks like before anything is minted (so a refused playlist
     teaches the relay nothing): too many lines or keys, an overlong line, a cut-off end."""
     if len(lines) > MAX_LINES:
         raise PlaylistError(f"more than {MAX_LINES} lines")
-    if len(body) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+    if _overlong(body, lines):
         raise PlaylistError(f"a line is longer than {MAX_LINE} characters")
-    if body.count("#EXT-X-KEY:") > MAX_KEYS and \
+    if keys and body.count("#EXT-X-KEY:") > MAX_KEYS and \
             len({line for line in lines if line.startswith("#EXT-X-KEY:")}) > MAX_KEYS:
         raise PlaylistError(f"more than {MAX_KEYS} distinct keys")
     last = next((line for line in reversed(lines) if line.strip()), "")

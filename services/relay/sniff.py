@@ -121,6 +121,24 @@ def segment_extension(url: str, learned: str | None = None) -> str:
     return by_name or Media.TS
 
 
+def segment_extensions(urls: list[str], learned: str | None = None) -> list[str]:
+    """``[segment_extension(url, learned) for url in urls]``, at a fraction of the cost: what
+    follows the last dot before the query names the segment only if it is one of the names
+    known here, and none of those holds a slash, so the path's end needs no finding."""
+    if learned is not None:
+        return [learned] * len(urls)
+    joined = "\n".join(urls)
+    if "#" in joined:
+        heads = [url.split("#", 1)[0].split("?", 1)[0] for url in urls]
+    elif "?" in joined:
+        heads = [url.partition("?")[0] for url in urls]
+    else:
+        heads = urls
+    get = _BY_NAME.get
+    ts = Media.TS
+    return [get(tail) or get(tail.lower()) or ts for tail in [h[h.rfind("."):] for h in heads]]
+
+
 def by_content_type(content_type: str) -> str | None:
     """The media an upstream's Content-Type names, when it names audio or WebVTT."""
     return _BY_TYPE.get(content_type.split(";", maxsplit=1)[0].strip().lower())

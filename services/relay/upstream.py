@@ -34,10 +34,9 @@ from shared.fetch import (
     FetchError,
     FetchTimeoutError,
     TooLargeError,
-    decoded,
     fetch,
-    open_response,
 )
+from shared.streamfetch import StreamClient
 
 MAX_PLAYLIST: Final = 4 * 1024 * 1024
 MAX_SEGMENT: Final = 64 * 1024 * 1024
@@ -131,8 +130,8 @@ class Body:
                 await self.changed.wait()
 
     def seal(self) -> None:
-        """The body has all arrived: keep it as one ``bytes`` (one join per cached body, not
-        one per viewer), so a hit is answered with a single write and a known length."""
+        """Once the body has all arrived: keep it as one ``bytes`` (one join per cached body,
+        not one per viewer), so a hit is answered with a single write and a known length."""
         if self.done and len(self.chunks) > 1:
             self.chunks = [b"".join(self.chunks)]
 
@@ -160,6 +159,15 @@ class Upstream:
         self._segment_flights: dict[str, tuple[Body, asyncio.Task[None]]] = {}
         self.on_segment: SegmentHook | None = None
         self._hit_counters: dict[str, tuple[Any, Any]] = {}
+        #: Segment bodies stream through aiohttp (made in the event loop, at the first fetch).
+        self._streams: StreamClient | None = None
+
+    @property
+    def streams(self) -> StreamClient:
+        if self._streams is None:
+            self._streams = StreamClient(self.policy, connect_timeout=self.timeout,
+                                         read_timeout=self.timeout)
+        return self._streams
 
     async def playlist(self, url: str, headers: Mapping[str, str], cookies: Mapping[str, str],
                        ttl: float, *, deadline: float | None = None, stream: str = "") -> Fetched:
@@ -222,8 +230,11 @@ class Upstream:
         return None
 
     def hit_segment(self, url: str, stream: str) -> None:
-        """A viewer is served ``url`` from the cache: it is used most recently, and counted."""
+        """A viewer is served ``url`` from the cache: it is used most recently, and counted, and
+        its body is one ``bytes`` from now on (joined at the first hit, not when it arrived: a
+        segment nobody asks for again is never copied)."""
         self._segments.move_to_end(url)
+        self._segments[url][1].seal()
         self._hits(stream)[1].inc()
 
     def _hits(self, stream: str) -> tuple[Any, Any]:
@@ -279,16 +290,12 @@ class Upstream:
         try:
             async with asyncio.timeout(self.timeout * 3):
                 started = time.monotonic()
-                # Segments are compressed already: asked for as they are, and decoded anyway
-                # (bounded) if a server compresses them regardless.
-                response, _ = await open_response(self.client, self.policy.check_url(url),
-                                                  policy=self.policy, headers=dict(headers),
-                                                  cookies=dict(cookies), accept_encoding="identity")
-                LATENCY.labels("segment").observe(time.monotonic() - started)
-                try:
+                async with await self.streams.open(self.policy.check_url(url),
+                                                   headers=headers, cookies=cookies) as response:
+                    LATENCY.labels("segment").observe(time.monotonic() - started)
                     body.content_type = response.headers.get("content-type",
                                                              body.content_type).split(";")[0]
-                    async for chunk in decoded(response):
+                    async for chunk in response.chunks():
                         received += len(chunk)
                         if received > MAX_SEGMENT:
                             raise TooLargeError(f"body exceeds {MAX_SEGMENT} bytes")
@@ -296,18 +303,16 @@ class Upstream:
                                   cleaner, stream)
                     if cleaner is not None:
                         self._add(body, cleaner.finish(), cleaner, stream)
-                finally:
-                    await response.aclose()
         except TimeoutError:
             body.error = UpstreamError("upstream did not answer in time", 504)
         except (FetchError, EgressDeniedError, httpx.HTTPError) as exc:
             body.error = _error(exc)
         else:
             body.done = True
-            body.seal()
             BYTES_IN.labels(stream).inc(received)
             self._store(url, body)
-            if self.shared is not None:
+            # Only for other replicas: without Redis this process's cache is the only one.
+            if self.shared is not None and self.shared.using_redis:
                 await self.shared.set(_shared_key("segment", url), msgspec.msgpack.encode(
                     Shared(url=url, body=b"".join(body.chunks), content_type=body.content_type,
                            media=body.media or "")), SEGMENT_TTL)
@@ -406,6 +411,8 @@ class Upstream:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*(t for _, t in self._segment_flights.values()),
                                  *self._playlist_flights.values(), return_exceptions=True)
+        if self._streams is not None:
+            await self._streams.close()
 
 
 def _error(exc: Exception) -> UpstreamError:

@@ -148,8 +148,7 @@ async def test_misses_bad_links_ranges_and_head_are_left_to_litestar(relay: Rela
         media = m3u8.loads((await http.get(media_path)).text)
         before = hits("playlist"), hits("segment")
         miss = await http.get(media.segments[0].uri)
-        assert miss.status_code == 200
-        assert "content-length" not in miss.headers  # streamed as it arrives: chunked
+        assert miss.status_code == 200  # (whole or streamed, as fast as it arrived: Litestar's)
         hit = await http.get(media.segments[0].uri)
         assert hit.content == miss.content
         forged = master_path.replace(SESSION, "2026.other.race")

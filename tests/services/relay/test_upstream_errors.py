@@ -5,7 +5,7 @@ type, never by the words of its message."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -61,11 +61,72 @@ async def test_a_playlist_failure_is_a_504_only_when_a_time_cap_fired(upstream: 
     assert await _playlist_status(upstream) == status
 
 
-@pytest.mark.parametrize(("upstream", "status"), [
-    (_slow, 504), (_read_timeout, 504), (_reset, 502)], indirect=["upstream"])
-async def test_a_segment_failure_is_a_504_only_when_a_time_cap_fired(upstream: Upstream,
-                                                                     status: int) -> None:
-    assert await _segment_status(upstream) == status
+#: Segment origins on loopback (segments stream through aiohttp, which no mock transport
+#: reaches): what each does with a request.
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: 100000\r\n\r\n"
+
+
+async def _silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(5)  # never answers
+    writer.close()
+
+
+async def _stalls(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(HEAD + b"G" * 1000)  # answers, then stops sending
+    await writer.drain()
+    await asyncio.sleep(5)
+    writer.close()
+
+
+async def _resets(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(HEAD + b"G" * 1000)
+    await writer.drain()
+    writer.transport.abort()  # reset mid-body
+
+
+async def _refuses(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+@pytest.mark.parametrize(("serve", "status", "upstream_status"), [
+    (_silent, 504, None), (_stalls, 504, None), (_resets, 502, None), (_refuses, 502, 403)])
+async def test_a_segment_failure_is_a_504_only_when_a_time_cap_fired(
+        serve: Callable[..., Awaitable[None]], status: int, upstream_status: int | None) -> None:
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, httpx.AsyncClient() as client:
+        up = Upstream(client, EgressPolicy.from_strings([f"127.0.0.1:{port}"]), timeout=0.3)
+        try:
+            with pytest.raises(UpstreamError) as caught:
+                await up.segment(f"http://127.0.0.1:{port}/seg.ts", {}, {}).complete()
+        finally:
+            await up.close()
+    assert (caught.value.status, caught.value.upstream_status) == (status, upstream_status)
+
+
+async def test_a_segment_from_an_address_the_policy_refuses_is_a_502_and_never_fetched() -> None:
+    """aiohttp connects to an address host without a resolver: the policy still refuses it."""
+    asked: list[bool] = []
+
+    async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.append(True)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, httpx.AsyncClient() as client:
+        up = Upstream(client, EgressPolicy(), timeout=0.3)
+        try:
+            for host in ("127.0.0.1", "localhost"):
+                with pytest.raises(UpstreamError) as caught:
+                    await up.segment(f"http://{host}:{port}/seg.ts", {}, {}).complete()
+                assert caught.value.status == 502
+                assert "not a public address" in caught.value.reason
+        finally:
+            await up.close()
+    assert asked == []
 
 
 @pytest.mark.parametrize("upstream", [_html], indirect=True)
