@@ -30,6 +30,15 @@ from shared.http import server as http_server
 from shared.natsserver import EmbeddedNats
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start whole systems (marked ``slow``) run one after another on one xdist
+    worker (the ``system`` group of ``--dist loadgroup``), never two at once on two cores; the
+    rest share the other worker (and this one, once the systems are done)."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("system"))
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""
     return free_ports(1)[0]
