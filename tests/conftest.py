@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 import httpx
 import nats
@@ -29,14 +30,27 @@ from shared.http import bind
 from shared.http import server as http_server
 from shared.natsserver import EmbeddedNats
 
+#: Whole-system modules that measure time or memory closely, or extract with Chromium against
+#: a deadline: last in the system group, when the other worker has finished the quick tests.
+LATE: Final = ("tests/services/relay/test_channel_ffmpeg.py", "tests/reliability/",
+               "tests/ui/", "tests/gallery/")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that start whole systems (marked ``slow``) run one after another on one xdist
     worker (the ``system`` group of ``--dist loadgroup``), never two at once on two cores; the
-    rest share the other worker (and this one, once the systems are done)."""
+    rest share the other worker (and this one, once the systems are done). The group comes first,
+    so it starts at once, with :data:`LATE` at its end (each module's tests stay together)."""
+    def order(item: pytest.Item) -> tuple[int, int]:
+        if item.get_closest_marker("slow") is None:
+            return (1, 0)
+        path = item.nodeid
+        return (0, next((i + 1 for i, late in enumerate(LATE) if path.startswith(late)), 0))
+
     for item in items:
         if item.get_closest_marker("slow") is not None:
             item.add_marker(pytest.mark.xdist_group("system"))
+    items.sort(key=order)
 
 
 def free_port() -> int:
