@@ -29,7 +29,18 @@ from shared.sessions import SessionEvent
 from shared.settings import NatsSettings
 from shared.streams import StreamRecord
 from tests.conftest import free_ports
-from tests.procs import Proc, alive, base_env, children_of, login, module, status, wait_until
+from tests.procs import (
+    Proc,
+    alive,
+    base_env,
+    children_of,
+    identity,
+    login,
+    module,
+    status,
+    still_running,
+    wait_until,
+)
 from tests.system import go_live, healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -219,10 +230,20 @@ def test_up_killed_outright_leaves_no_orphans(tmp_path: Path) -> None:
     """Even SIGKILL of `slipstream up` takes its children (NATS included) down with it."""
     env, _ = ports_env(tmp_path)
     proc = start_up(env)
-    pids = children_of(proc.popen.pid)
+    # By identity (pid and start time): with 32768 pids, a busy machine may reuse one meanwhile.
+    children = {identity(p) for p in children_of(proc.popen.pid)} - {None}
     os.kill(proc.popen.pid, signal.SIGKILL)
     proc.popen.wait(10)
-    wait_until(lambda: not [p for p in pids if alive(p)], 30, "children to exit")
+    wait_until(lambda: not any(still_running(c) for c in children), 30, "children to exit",
+               lambda: "\n".join(f"{c[0]}: {cmdline(c[0])}" for c in children
+                                  if c is not None and still_running(c)))
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "(gone)"
 
 
 def test_up_refuses_bad_settings_with_one_error(tmp_path: Path) -> None:
