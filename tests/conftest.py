@@ -31,25 +31,21 @@ from shared.http import server as http_server
 from shared.natsserver import EmbeddedNats
 
 #: Whole-system modules that measure time or memory closely, or extract with Chromium against
-#: a deadline: last in the system group, when the other worker has finished the quick tests.
+#: a deadline: last among the whole-system tests, when the other tests are done.
 LATE: Final = ("tests/services/relay/test_channel_ffmpeg.py", "tests/reliability/",
                "tests/ui/", "tests/gallery/")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start whole systems (marked ``slow``) run one after another on one xdist
-    worker (the ``system`` group of ``--dist loadgroup``), never two at once on two cores; the
-    rest share the other worker (and this one, once the systems are done). The group comes first,
-    so it starts at once, with :data:`LATE` at its end (each module's tests stay together)."""
+    """The tests that start whole systems (marked ``slow``) first, with :data:`LATE` at their
+    end (each module's tests stay together): ``scripts/test`` runs them in one pytest beside
+    another running the rest, so these come once the rest is done."""
     def order(item: pytest.Item) -> tuple[int, int]:
         if item.get_closest_marker("slow") is None:
             return (1, 0)
         path = item.nodeid
         return (0, next((i + 1 for i, late in enumerate(LATE) if path.startswith(late)), 0))
 
-    for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(pytest.mark.xdist_group("system"))
     items.sort(key=order)
 
 

@@ -234,9 +234,15 @@ def test_up_killed_outright_leaves_no_orphans(tmp_path: Path) -> None:
     children = {identity(p) for p in children_of(proc.popen.pid)} - {None}
     os.kill(proc.popen.pid, signal.SIGKILL)
     proc.popen.wait(10)
-    wait_until(lambda: not any(still_running(c) for c in children), 30, "children to exit",
-               lambda: "\n".join(f"{c[0]}: {cmdline(c[0])}" for c in children
-                                  if c is not None and still_running(c)))
+    try:
+        wait_until(lambda: not any(still_running(c) for c in children), 30, "children to exit",
+                   lambda: "\n".join(f"{c[0]}: {cmdline(c[0])}" for c in children
+                                      if c is not None and still_running(c)))
+    finally:  # an orphan must not outlive the test (and load every test after it)
+        for child in children:
+            if still_running(child):
+                with contextlib.suppress(OSError):
+                    os.kill(child[0], signal.SIGKILL)
 
 
 def cmdline(pid: int) -> str:
