@@ -32,8 +32,8 @@ from shared.natsserver import EmbeddedNats
 
 #: Whole-system modules that measure time or memory closely, or extract with Chromium against
 #: a deadline: last among the whole-system tests, when the other tests are done.
-LATE: Final = ("tests/services/relay/test_channel_ffmpeg.py", "tests/reliability/",
-               "tests/ui/", "tests/gallery/")
+LATE: Final = ("tests/services/relay/test_channel_ffmpeg.py", "tests/ui/", "tests/reliability/",
+               "tests/gallery/")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -440,7 +440,7 @@ def _prepare(body: str, base: str, imports: Mapping[str, str] | None
              ) -> tuple[str, dict[str, str], set[str]]:
     """The playlist's text to rewrite, its variables and which of :data:`_SPECIAL`'s tags it
     has (named without ``#EXT-X-`` and ``:``), or :class:`PlaylistError`."""
-    tags = set(_SPECIAL.findall(body))
+    tags = {found[1] for found in _SPECIAL.finditer(body)}  # no list of every match
     variables: dict[str, str] = {}
     if "DEFINE" in tags:
         body = _defines(body, base, variables, imports or {})
