@@ -10,6 +10,11 @@ A stop is bounded: in-flight handlers get :data:`shared.bus.STOP_GRACE`, a NATS 
 is already gone is closed instead of drained, HTTP requests get :data:`HTTP_GRACE`, and worker
 threads still blocked in a library call (yt-dlp, streamlink) when everything else has stopped
 do not keep the process alive: it exits without them.
+
+Whatever the stop sequence waits on, it cannot outlast :data:`STOP_DEADLINE`: a watchdog
+thread, armed when the stop begins (a signal, a crash), writes where every task and thread was
+waiting and exits the process with status 4. A service whose parent died (SIGKILL of
+`slipstream up`, and NATS with it) must not live on as an orphan reconnecting forever.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import os
 import signal
 import sys
 import threading
+import types
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from faststream.nats import NatsBroker
@@ -45,10 +52,14 @@ log = logs.get(__name__)
 EXIT_SETTINGS: Final = 2
 EXIT_STARTUP: Final = 1
 EXIT_CRASHED: Final = 3
+EXIT_STOP_OVERRAN: Final = 4
 #: Seconds an HTTP server gives in-flight requests (a viewer's segment) when stopping.
 HTTP_GRACE: Final = 2
 #: Seconds the event loop's worker threads get once the service has stopped.
 THREAD_GRACE: Final = 0.5
+#: Seconds from the start of a stop until the process exits whether the stop finished or not:
+#: the broker's bounded stop (2 x STOP_GRACE), the HTTP grace, closing a browser, with room.
+STOP_DEADLINE: Final = 15.0
 
 
 class CrashedError(RuntimeError):
@@ -73,9 +84,11 @@ def parser(service: str, description: str) -> argparse.ArgumentParser:
 
 
 def run(service: str, description: str, main: Main, argv: Sequence[str] | None = None, *,
-        new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> int:
+        new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+        stop_deadline: float = STOP_DEADLINE) -> int:
     """Parse arguments, load settings, run ``main`` until a signal; return the exit status.
-    ``new_loop`` makes the event loop (``uvloop.new_event_loop`` for the relay)."""
+    ``new_loop`` makes the event loop (``uvloop.new_event_loop`` for the relay); a stop that
+    has not finished ``stop_deadline`` seconds after it began ends the process (status 4)."""
     args = parser(service, description).parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -84,14 +97,17 @@ def run(service: str, description: str, main: Main, argv: Sequence[str] | None =
         return EXIT_SETTINGS
     logs.configure(service, settings.log_level, settings.log_format)
     status = 0
+    watchdog = StopWatchdog(stop_deadline)
     try:
-        _run_loop(_with_signals(main, settings), new_loop)
+        _run_loop(_with_signals(main, settings, watchdog), new_loop)
     except (StartupError, NatsNotFoundError) as exc:
         log.error(f"slipstream {service}: {exc}")
         status = EXIT_STARTUP
     except CrashedError as exc:
         log.error(f"slipstream {service}: {exc}")
         status = EXIT_CRASHED
+    finally:
+        watchdog.disarm()  # the stop is over (the loop's own clean-up included)
     _exit_without_stuck_threads(status)
     return status
 
@@ -110,11 +126,22 @@ def _run_loop(main: Coroutine[Any, Any, None],
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
-            with contextlib.suppress(TimeoutError):
-                loop.run_until_complete(
-                    asyncio.wait_for(loop.shutdown_default_executor(), THREAD_GRACE))
+            _shutdown_executor(loop)
         finally:
             loop.close()
+
+
+def _shutdown_executor(loop: asyncio.AbstractEventLoop) -> None:
+    """Give the default executor's threads THREAD_GRACE to finish. Not through
+    ``loop.shutdown_default_executor`` under a timeout: its thread would later set the result
+    of the future the timeout cancelled, and asyncio logs that as an error on every stop."""
+    executor = getattr(loop, "_default_executor", None)  # 3.12 has a timeout for this
+    if executor is None:
+        return
+    waiter = threading.Thread(target=executor.shutdown, kwargs={"wait": True},
+                              name="executor-shutdown", daemon=True)
+    waiter.start()
+    waiter.join(THREAD_GRACE)
 
 
 def _exit_without_stuck_threads(status: int) -> None:
@@ -130,18 +157,117 @@ def _exit_without_stuck_threads(status: int) -> None:
         os._exit(status)
 
 
-async def _with_signals(main: Main, settings: Settings) -> None:
+class StopWatchdog:
+    """Exits the process if a stop, once begun, has not finished within ``deadline`` seconds.
+
+    A thread, not a task: it must fire even if the event loop is stuck. Before exiting it logs
+    every pending task with the line it waits on, and every thread's stack, so the hang can be
+    found and fixed rather than only cut short."""
+
+    def __init__(self, deadline: float = STOP_DEADLINE,
+                 exit_: Callable[[int], object] = os._exit) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadline = deadline
+        self._exit = exit_
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def arm(self, reason: str) -> None:
+        """Start the countdown (once; later calls keep the first deadline). Called in the
+        event loop whose tasks the report lists."""
+        with self._lock:
+            if self._timer is not None:
+                return
+            self._loop = asyncio.get_running_loop()
+            self._timer = threading.Timer(self._deadline, self._overran, args=(reason,))
+            self._timer.name = "stop-watchdog"
+            self._timer.daemon = True
+            self._timer.start()
+
+    def disarm(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def _overran(self, reason: str) -> None:
+        log.error("stop overran its deadline; exiting without finishing it",
+                  deadline_s=self._deadline, stop_reason=reason,
+                  tasks=pending_tasks(self._loop) if self._loop else [],
+                  threads=thread_stacks())
+        logging.shutdown()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        self._exit(EXIT_STOP_OVERRAN)
+
+
+def pending_tasks(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Each unfinished task of ``loop`` with the innermost line it waits on (safe to call from
+    another thread: a set changing under it is read again)."""
+    for _ in range(5):
+        try:
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            break
+        except RuntimeError:  # the loop's task set changed while being read
+            continue
+    else:
+        return ["(tasks changing too fast to list)"]
+    return sorted(f"{t.get_name()}: {_awaiting(t.get_coro())}" for t in tasks)
+
+
+def _awaiting(coro: object) -> str:
+    """Where a suspended coroutine chain waits, outermost first: ``function (file:line) > ...``
+    down to the innermost await."""
+    chain: list[str] = []
+    for _ in range(100):
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) \
+            or getattr(coro, "gi_frame", None)
+        if isinstance(frame, types.FrameType):
+            chain.append(_where(frame))
+        inner = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) \
+            or getattr(coro, "gi_yieldfrom", None)
+        if inner is None:
+            break
+        coro = inner
+    return " > ".join(chain[-6:]) or "?"
+
+
+def _where(frame: types.FrameType) -> str:
+    path = Path(frame.f_code.co_filename)
+    return f"{frame.f_code.co_name} ({path.parent.name}/{path.name}:{frame.f_lineno})"
+
+
+def thread_stacks() -> dict[str, str]:
+    """The innermost few frames of every thread, innermost first, by thread name."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    stacks = {}
+    for ident, frame in sys._current_frames().items():
+        lines: list[str] = []
+        current: types.FrameType | None = frame
+        while current is not None and len(lines) < 4:
+            lines.append(_where(current))
+            current = current.f_back
+        stacks[names.get(ident, str(ident))] = " < ".join(lines)
+    return stacks
+
+
+async def _with_signals(main: Main, settings: Settings, watchdog: StopWatchdog) -> None:
     stop = asyncio.Event()
     crashed: list[str] = []
     loop = asyncio.get_running_loop()
+
+    def stop_on(reason: str) -> None:
+        watchdog.arm(reason)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop_on, sig.name)
 
     def crash(name: str, error: BaseException) -> None:
         crashed.append(f"{name} ({type(error).__name__}: {error})")
         if isinstance(error, bus.NatsAccessError):
             refused.append(error)
-        stop.set()
+        stop_on(f"crash of {name}")
 
     refused: list[bus.NatsAccessError] = []
     on_crash(crash)

@@ -234,7 +234,7 @@ def test_up_killed_outright_leaves_no_orphans(tmp_path: Path) -> None:
     children = {identity(p) for p in children_of(proc.popen.pid)} - {None}
     os.kill(proc.popen.pid, signal.SIGKILL)
     proc.popen.wait(10)
-    try:
+    try:  # (a stop that hangs is ended by each service's watchdog, STOP_DEADLINE = 15 s)
         wait_until(lambda: not any(still_running(c) for c in children), 30, "children to exit",
                    lambda: "\n".join(f"{c[0]}: {cmdline(c[0])}" for c in children
                                       if c is not None and still_running(c)))
@@ -243,6 +243,11 @@ def test_up_killed_outright_leaves_no_orphans(tmp_path: Path) -> None:
             if still_running(child):
                 with contextlib.suppress(OSError):
                     os.kill(child[0], signal.SIGKILL)
+    # ...and each stopped on its own, not at its watchdog's deadline (whose report says where
+    # the stop hung)
+    overruns = [line for log in sorted((tmp_path / "data" / "logs").glob("*.log"))
+                for line in log.read_text(errors="replace").splitlines() if "stop overran" in line]
+    assert not overruns, "\n".join(overruns)
 
 
 def cmdline(pid: int) -> str:
