@@ -31,7 +31,7 @@ from services.gateway.admin import follow as admin_follow
 from services.gateway.admin import router as admin_router
 from services.gateway.channels import ChannelBoard, KeyRing, follow_switches
 from services.gateway.export_routes import EXPORT_ROUTES, logo
-from services.gateway.feed import FeedClient, Hub, stream_key_parts
+from services.gateway.feed import GONE, FeedClient, Hub, stream_key_parts
 from services.gateway.views import Views, ics, m3u
 from shared import logs, topology
 from shared.channels import LIVE_NOW, ChannelSwitch
@@ -189,21 +189,36 @@ async def feed(socket: WebSocket[Any, Any, Any], state: State,
 async def _pump(socket: WebSocket[Any, Any, Any], client: FeedClient, hub: Hub) -> None:
     """Send the client's backlog until it disconnects or is cut off for not reading."""
     async def receive() -> None:
-        # Clients send nothing we need; reading notices a disconnect (and ends the pump).
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                await socket.receive_data(mode="text")
+        # Clients send nothing we need; reading notices a disconnect, which ends the pump.
+        try:
+            with contextlib.suppress(WebSocketDisconnect):
+                while True:
+                    await socket.receive_data(mode="text")
+        finally:
+            client.cut(GONE)
 
     async def send(text: str) -> None:
         await socket.send({"type": "websocket.send", "text": text, "bytes": None})
 
-    async with background(receive(), "ws-receive") as receiving:
-        pumping = asyncio.create_task(client.pump(send))
-        await asyncio.wait({receiving, pumping}, return_when=asyncio.FIRST_COMPLETED)
-        pumping.cancel()
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
-            await pumping
-    if client.closing is not None:
+    def direct(text: str) -> bool:
+        """Run one send up to its first wait: uvicorn's WebSocket send waits only while the
+        socket's buffer is full, before it writes anything, so a send that would wait is
+        abandoned with nothing written (the pump sends it later, in order)."""
+        step = send(text)
+        try:
+            step.send(None)
+        except StopIteration:
+            return True
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            return False  # the pump's send meets the same error and ends
+        step.close()
+        return False
+
+    client.direct = direct
+    async with background(receive(), "ws-receive"):
+        with contextlib.suppress(WebSocketDisconnect, OSError):
+            await client.pump(send)
+    if client.closing not in (None, GONE):
         hub.leave(client)
         # The close frame waits behind what the client has not read: a client that reads again
         # within the grace period learns why (4008); one that never does is dropped by TCP.

@@ -5,7 +5,10 @@ everyone else's latency stays flat; nobody waits for a slow client.
 
 The per-message path is kept lean because it runs once per client per change (5,000 clients
 means 5,000 runs): no task, timer or timeout per message. Heartbeats and stalled sends are
-handled by one hub-wide tick instead.
+handled by one hub-wide tick instead. A client with nothing waiting is written to at once, in
+the fan-out's own loop, when its socket can take the message without waiting (``direct``): as
+a bare ``websockets.broadcast`` does, without waking the client's task. Only a client whose
+socket is full, or that already has a backlog, is served by its own pump.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ SEND_STALL: Final = 10.0
 #: Seconds without a message after which a client gets a heartbeat.
 HEARTBEAT: Final = 15.0
 TICK: Final = 1.0
+#: ``closing`` of a client that went away by itself: its pump ends, nothing is sent to it.
+GONE: Final = 1001
 
 CLIENTS = Gauge("slipstream_gateway_ws_clients", "Connected WebSocket clients")
 CUT_OFF = Counter("slipstream_gateway_ws_cut_off_total", "WebSocket clients cut off for not reading")
@@ -63,6 +68,9 @@ class FeedClient:
     sending_since: float | None = None
     last_sent: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
+    #: Writes one message at once if the socket takes it without waiting; ``False`` (nothing
+    #: written) when it cannot. Set by the connection once its snapshot is sent.
+    direct: Callable[[str], bool] | None = None
 
     def wants(self, session: str) -> bool:
         return self.session is None or self.session == session
@@ -70,6 +78,10 @@ class FeedClient:
     def offer(self, text: str) -> None:
         if self.closing is not None:
             return
+        if not self.backlog and self.sending_since is None and self.direct is not None \
+                and self.direct(text):
+            self.last_sent = time.monotonic()
+            return  # written: in order, since nothing was waiting or being sent
         if len(self.backlog) >= QUEUE:
             self.cut(CLOSE_TOO_SLOW)
             return
@@ -77,7 +89,8 @@ class FeedClient:
         self.wake.set()
 
     def cut(self, code: int) -> None:
-        """Stop this client: its pump ends and closes the socket with ``code``."""
+        """Stop this client: its pump ends and closes the socket with ``code`` (with
+        :data:`GONE`, the client left: its pump only ends)."""
         if self.closing is None:
             self.closing = code
             self.backlog.clear()
@@ -88,7 +101,9 @@ class FeedClient:
                 self.task.cancel()  # a send stuck on a full socket: the pump catches it
 
     async def pump(self, send: Callable[[str], Awaitable[None]]) -> None:
-        """Send the backlog as it fills until the client is cut off (returns) or gone (raises)."""
+        """Send the backlog as it fills until the client is cut off or gone (returns) or a send
+        fails (raises). Runs in the connection's own task: no task per client beside it and
+        its reader."""
         self.task = asyncio.current_task()
         try:
             while self.closing is None:

@@ -106,6 +106,47 @@ def test_the_hub_cuts_off_a_full_backlog_and_keeps_serving_the_others() -> None:
     assert other_got == 0  # filtered to another session
 
 
+def test_a_message_goes_straight_to_the_socket_only_while_nothing_waits() -> None:
+    """The fan-out writes at once while the socket takes it; once one message has to wait,
+    every later one queues behind it (order kept) until the pump has sent the backlog."""
+    async def run() -> tuple[list[str], list[str], list[str]]:
+        hub = Hub()
+        client = hub.join(None)
+        assert client is not None
+        written: list[str] = []
+        full = [False]
+
+        def direct(text: str) -> bool:
+            if full[0]:
+                return False
+            written.append(text)
+            return True
+
+        client.direct = direct
+        hub.publish(None, {"n": 1})
+        full[0] = True
+        hub.publish(None, {"n": 2})  # the socket is full: queued
+        full[0] = False
+        hub.publish(None, {"n": 3})  # the socket could take it, but 2 waits: queued behind it
+        queued = list(client.backlog)
+        pumped: list[str] = []
+
+        async def send(text: str) -> None:
+            pumped.append(text)
+
+        pumping = asyncio.create_task(client.pump(send))
+        await asyncio.sleep(0.01)
+        hub.publish(None, {"n": 4})  # the backlog is sent: straight to the socket again
+        client.cut(CLOSE_TOO_SLOW)
+        await asyncio.wait_for(pumping, 1)
+        return written, queued, pumped
+
+    written, queued, pumped = asyncio.run(run())
+    assert [json.loads(t)["n"] for t in written] == [1, 4]
+    assert [json.loads(t)["n"] for t in queued] == [2, 3]
+    assert [json.loads(t)["n"] for t in pumped] == [2, 3]
+
+
 def test_the_tick_cuts_off_a_stalled_send_and_heartbeats_the_idle() -> None:
     async def run() -> tuple[int | None, list[str], bool]:
         hub = Hub()
@@ -173,14 +214,20 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_others_get_everyth
             await asyncio.sleep(0.05)
         assert await _ws_clients(gateway.replace("ws://", "http://")) == 1
 
-        async def drain() -> int:
-            received = 0
+        drained: list[int] = []
+
+        async def drain() -> None:
             while True:  # reading again, it gets what was sent, then learns why it was cut off
-                await asyncio.wait_for(stalled.recv(), 10)
-                received += 1
+                message = json.loads(await asyncio.wait_for(stalled.recv(), 10))
+                if message["type"] == "stream":
+                    drained.append(int(message["stream"]["title"][:5]))
 
         with pytest.raises(ConnectionClosed) as closed:
             await drain()
+        # What reached it before the cut is whole and in order: a write the socket could not
+        # take at once was sent later by the client's pump, not lost or sent twice.
+        assert drained == list(range(len(drained)))
+        assert 0 < len(drained) < changes
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == CLOSE_TOO_SLOW
         assert stalled.close_code == CLOSE_TOO_SLOW
