@@ -20,13 +20,13 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from shared.egress import EgressDeniedError, EgressPolicy
+from shared.egress import EgressPolicy
 from shared.fetch import (
     REDIRECTS,
     FetchError,
@@ -126,10 +126,8 @@ class StreamClient:
                 response = await self.session.get(str(url), headers=send, allow_redirects=False)
             except TimeoutError as exc:
                 raise FetchTimeoutError("upstream did not answer in time") from exc
-            except aiohttp.ClientConnectorError as exc:
-                denied = _denied(exc)
-                if denied is not None:
-                    raise denied from exc
+            except aiohttp.ClientConnectorError as exc:  # (the resolver's EgressDeniedError
+                # is no OSError: aiohttp lets it through as it is)
                 raise FetchError(f"cannot connect: {exc.os_error}") from exc
             except aiohttp.ClientError as exc:
                 raise FetchError(f"{type(exc).__name__}: {exc}") from exc
@@ -156,13 +154,3 @@ def _check_literal(policy: EgressPolicy, url: httpx.URL) -> None:
     except ValueError:
         return
     policy.check_address(url.host, address, url.port or (443 if url.scheme == "https" else 80))
-
-
-def _denied(exc: aiohttp.ClientConnectorError) -> EgressDeniedError | None:
-    """The policy's refusal behind a connection error (aiohttp wraps resolver errors)."""
-    cause: Any = exc.__cause__ or exc.__context__ or getattr(exc, "os_error", None)
-    while cause is not None:
-        if isinstance(cause, EgressDeniedError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None

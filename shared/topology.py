@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -118,88 +118,45 @@ class Consumer:
     config: ConsumerConfig
 
 
+def _stream(name: str, description: str, subject: str, *, replicas: int, max_age_days: int,
+            **limits: Any) -> StreamConfig:
+    """A file-backed stream that drops its oldest messages at its limits and keeps
+    publishers' message ids for :data:`DUPLICATE_WINDOW`; ``limits`` overrides or adds."""
+    return StreamConfig(**{
+        "name": name, "description": description, "subjects": [subject],
+        "retention": RetentionPolicy.LIMITS, "storage": StorageType.FILE,
+        "num_replicas": replicas, "max_age": max_age_days * DAY,
+        "max_msg_size": MAX_PAYLOAD_BYTES, "duplicate_window": DUPLICATE_WINDOW,
+        "discard": DiscardPolicy.OLD, **limits})
+
+
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     """The message streams of the topology."""
     return [
-        StreamConfig(
-            name=SESSIONS_STREAM,
-            description="Session life-cycle events published by the scheduler",
-            subjects=[subjects.SESSIONS_ALL],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            max_age=400 * DAY,
-            max_msg_size=MAX_PAYLOAD_BYTES,
-            duplicate_window=DUPLICATE_WINDOW,
-            discard=DiscardPolicy.OLD,
-        ),
-        StreamConfig(
-            name=PUBLIC_STREAM,
-            description="Public stream and session events for other programs (no secrets)",
-            subjects=[subjects.PUBLIC_ALL],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            # The last event of each stream and session: a consumer starting with
-            # DeliverPolicy.LAST_PER_SUBJECT gets the current picture, then every change.
-            max_msgs_per_subject=1,
-            max_age=30 * DAY,
-            max_msg_size=MAX_PAYLOAD_BYTES,
-            duplicate_window=DUPLICATE_WINDOW,
-            discard=DiscardPolicy.OLD,
-            allow_direct=True,
-        ),
-        StreamConfig(
-            name=JOBS_STREAM,
-            description="Keep-fresh extraction jobs, one per session and source",
-            subjects=[subjects.EXTRACT_JOBS_ALL],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            max_age=7 * DAY,
-            max_msg_size=MAX_PAYLOAD_BYTES,
-            duplicate_window=DUPLICATE_WINDOW,
-            discard=DiscardPolicy.OLD,
-        ),
-        StreamConfig(
-            name=DEADLETTER_STREAM,
-            description="Jobs that failed for good, with the reason",
-            subjects=[subjects.DEADLETTER_ALL],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            max_age=30 * DAY,
-            max_msg_size=2 * MAX_PAYLOAD_BYTES,
-            duplicate_window=DUPLICATE_WINDOW,
-            discard=DiscardPolicy.OLD,
-        ),
-        StreamConfig(
-            name=SOURCE_CHANGES_STREAM,
-            description="Every change to a source (who, what changed; never a secret value)",
-            subjects=[subjects.SOURCE_CHANGES_ALL],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            max_age=400 * DAY,
-            max_msg_size=MAX_PAYLOAD_BYTES,
-            duplicate_window=DUPLICATE_WINDOW,
-            discard=DiscardPolicy.OLD,
-        ),
-        StreamConfig(
-            name=CHANNELS_STREAM,
-            description="Channel switches (ChannelSwitch), published by the relay: "
-                        "channels.<session key or live-now>.switched",
-            subjects=[subjects.CHANNEL_SWITCHES_ALL],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            max_age=90 * DAY,
-            max_msgs_per_subject=10_000,
-            max_msg_size=MAX_PAYLOAD_BYTES,
-            # Relay replicas that take the same decision publish it under one message id.
-            duplicate_window=120.0,
-            discard=DiscardPolicy.OLD,
-        ),
+        _stream(SESSIONS_STREAM, "Session life-cycle events published by the scheduler",
+                subjects.SESSIONS_ALL, replicas=replicas, max_age_days=400),
+        _stream(PUBLIC_STREAM,
+                "Public stream and session events for other programs (no secrets)",
+                subjects.PUBLIC_ALL, replicas=replicas, max_age_days=30,
+                # The last event of each stream and session: a consumer starting with
+                # DeliverPolicy.LAST_PER_SUBJECT gets the current picture, then every change.
+                max_msgs_per_subject=1, allow_direct=True),
+        _stream(JOBS_STREAM, "Keep-fresh extraction jobs, one per session and source",
+                subjects.EXTRACT_JOBS_ALL, replicas=replicas, max_age_days=7,
+                retention=RetentionPolicy.WORK_QUEUE),
+        _stream(DEADLETTER_STREAM, "Jobs that failed for good, with the reason",
+                subjects.DEADLETTER_ALL, replicas=replicas, max_age_days=30,
+                max_msg_size=2 * MAX_PAYLOAD_BYTES),
+        _stream(SOURCE_CHANGES_STREAM,
+                "Every change to a source (who, what changed; never a secret value)",
+                subjects.SOURCE_CHANGES_ALL, replicas=replicas, max_age_days=400),
+        _stream(CHANNELS_STREAM,
+                "Channel switches (ChannelSwitch), published by the relay: "
+                "channels.<session key or live-now>.switched",
+                subjects.CHANNEL_SWITCHES_ALL, replicas=replicas, max_age_days=90,
+                max_msgs_per_subject=10_000,
+                # Relay replicas that take the same decision publish it under one message id.
+                duplicate_window=120.0),
     ]
 
 
