@@ -169,6 +169,11 @@ async def test_the_relay_process_memory_stays_bounded_by_its_caps(
     figures = (f"relay RSS idle {idle / mib:.0f} MiB, warm {warm / mib:.0f} MiB, after rounds "
                f"{[round(a / mib) for a in after]} MiB, peak {peak / mib:.0f} MiB")
     print(figures)
-    # Measured here: idle 83, peak 141-146 MiB. Before the bounded inflate (httpx inflated the
-    # bomb's 64 KB into 64 MB in one step) the peak was 347 MiB.
-    assert peak - idle < 96 * mib, figures
+    # Before the bounded inflate (httpx inflated the bomb's 64 KB into 64 MB in one step) the
+    # peak was 347 MiB, 260 above idle: one uncapped bomb alone is 64 MB of bytes and as much
+    # again decoded, over this bound. With the caps, measured alone on 2 December 2026: growth
+    # 69-95 MiB over idle (92). Python's own allocations peak at 14-42 MiB a round (tracemalloc,
+    # 10 hostile playlists at once); the rest is the allocator keeping freed multi-MiB buffers
+    # (a fixed MALLOC_MMAP_THRESHOLD_ did not change it: 81-90 MiB). The bound was 96 MiB when
+    # growth measured about 60; it failed beside the other pytest at 131.
+    assert peak - idle < 120 * mib, figures
