@@ -19,7 +19,12 @@ import msgspec
 from litestar import Litestar, MediaType, Response, Router, WebSocket, get, websocket
 from litestar.connection import ASGIConnection
 from litestar.datastructures import CacheControlHeader, State
-from litestar.exceptions import NotAuthorizedException, NotFoundException, WebSocketDisconnect
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+    WebSocketDisconnect,
+)
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
@@ -112,7 +117,13 @@ def session(state: State, key: FromPath[str]) -> SessionDetail:
 
 @get("/api/streams", sync_to_thread=False, guards=[require_token])
 def streams(state: State, session: FromQuery[str | None] = None) -> list[StreamView]:
-    """Every stream (public views), or those of one session; ``playback_url`` is the relay's."""
+    """Every stream (public views), or those of one session; ``playback_url`` is the relay's.
+    A ``session`` that is no session key is a 400, not an empty list."""
+    if session is not None:
+        try:
+            check_session_key(session)
+        except InvalidTokenError as exc:
+            raise ValidationException(f"session: {exc}") from exc
     views: Views = state.views
     return views.stream_views(session)
 

@@ -82,6 +82,10 @@ async def test_streams_are_public_views_with_signed_relay_urls(gateway: str, tmp
         resp = await http.get("/api/streams", params={"session": "2026.monaco.race"})
         everything = await http.get("/api/streams")
         live = await http.get("/api/live")
+        bad = await http.get("/api/streams", params={"session": "bad..key"})
+    # A filter that is no session key says so, rather than answering an empty list
+    assert bad.status_code == 400
+    assert "is not a session key like '2026.monaco.race'" in bad.text
     views = resp.json()
     assert {k for k in views[0]} >= {"id", "session", "source", "title", "health", "playback_url"}
     assert views[0]["source"] == "Source a"
